@@ -1,0 +1,60 @@
+//! Build-time work: stamp the version, git commit and build time that
+//! `/api/health` reports; embed the web page (web/) with content-hash ETags;
+//! record the newest migration so diagnose can tell whether D1 is current.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn main() {
+    let commit = std::env::var("GIT_COMMIT").ok().or_else(|| git(&["rev-parse", "--short=12", "HEAD"])).unwrap_or_else(|| "unknown".into());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    println!("cargo:rustc-env=BUILD_GIT_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    println!("cargo:rustc-env=BUILD_TIME={secs}");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/index");
+
+    let out_dir = std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into());
+
+    // Web assets: (name, bytes, content type, etag).
+    let mut table = String::from("pub static ASSETS: &[(&str, &[u8], &str, &str)] = &[\n");
+    for (name, content_type) in [
+        ("index.html", "text/html; charset=utf-8"),
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+    ] {
+        let path = Path::new("web").join(name);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let bytes = fs::read(&path).unwrap_or_default();
+        let mut h = DefaultHasher::new();
+        bytes.hash(&mut h);
+        let abs = fs::canonicalize(&path).map(|p| p.display().to_string()).unwrap_or_default();
+        if abs.is_empty() {
+            table.push_str(&format!("    ({name:?}, b\"\", {content_type:?}, \"\\\"empty\\\"\"),\n"));
+        } else {
+            table.push_str(&format!("    ({name:?}, include_bytes!({abs:?}), {content_type:?}, \"\\\"{:016x}\\\"\"),\n", h.finish()));
+        }
+    }
+    table.push_str("];\n");
+    let _ = fs::write(Path::new(&out_dir).join("assets.rs"), table);
+
+    // The newest migration file name (without .sql), as wrangler records it.
+    println!("cargo:rerun-if-changed=migrations");
+    let mut names: Vec<String> = fs::read_dir("migrations")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".sql")).collect())
+        .unwrap_or_default();
+    names.sort();
+    let latest = names.last().cloned().unwrap_or_default();
+    let _ = fs::write(
+        Path::new(&out_dir).join("migrations.rs"),
+        format!("pub const LATEST_MIGRATION: &str = {latest:?};\n"),
+    );
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the service locally: the Kie simulator on :8790
+# and the Worker (wrangler dev, local D1/KV/R2, cron via /__scheduled) on :8787.
+# No Kie key needed. Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build.sh
+
+export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+SIM_PORT=${KIE_SIM_PORT:-8790}
+PORT=${PORT:-8787}
+node sim/kie-sim.mjs --port "$SIM_PORT" --api-key "$(grep '^KIEAI_APIKEY=' .dev.vars | cut -d= -f2-)" &
+SIM_PID=$!
+trap 'kill $SIM_PID 2>/dev/null || true' EXIT
+
+echo "Kie simulator: http://127.0.0.1:$SIM_PORT   Worker: http://127.0.0.1:$PORT   (admin token: see .dev.vars)" >&2
+npx wrangler dev --port "$PORT" --ip 127.0.0.1 --persist-to .wrangler/state --test-scheduled \
+  --var "KIE_API_BASE:http://127.0.0.1:$SIM_PORT" --var "PUBLIC_BASE_URL:http://127.0.0.1:$PORT" "$@"

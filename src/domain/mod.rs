@@ -1,0 +1,12 @@
+//! The pure core: no I/O, no `worker` types; time and randomness come in as
+//! arguments. Tested natively with `cargo test`.
+
+pub mod config;
+pub mod error;
+pub mod image;
+pub mod kie;
+pub mod model;
+pub mod signature;
+pub mod task;
+pub mod time;
+pub mod urls;

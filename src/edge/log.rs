@@ -1,0 +1,151 @@
+//! JSON log lines for `wrangler tail`: one per request plus one per notable
+//! event, all carrying the request id and, once known, the task and Kie ids.
+//! Values that could be secrets are never passed in here.
+
+use crate::domain::time::rfc3339;
+use serde_json::{json, Map, Value};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    request_id: String,
+    route: String,
+    /// Correlation fields copied into every line: user_id, task_id, provider_task_id.
+    context: Map<String, Value>,
+    d1_queries: u32,
+    d1_rows_read: u64,
+    d1_rows_written: u64,
+    kie_calls: u32,
+}
+
+/// A request's (or a cron run's) logger. Cheap to clone; clones share state.
+#[derive(Clone, Default)]
+pub struct Log(Rc<RefCell<State>>);
+
+fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
+}
+
+fn emit(level: Level, line: &Value) {
+    let text = line.to_string();
+    match level {
+        Level::Error => worker::console_error!("{}", text),
+        Level::Warn => worker::console_warn!("{}", text),
+        Level::Info => worker::console_log!("{}", text),
+    }
+}
+
+impl Log {
+    pub fn new(request_id: &str, route: &str) -> Log {
+        let log = Log::default();
+        {
+            let mut s = log.0.borrow_mut();
+            s.request_id = request_id.to_string();
+            s.route = route.to_string();
+        }
+        log
+    }
+
+    pub fn set_route(&self, route: &str) {
+        self.0.borrow_mut().route = route.to_string();
+    }
+
+    /// Remembers a correlation field (user_id, task_id, provider_task_id).
+    pub fn set(&self, key: &str, value: &str) {
+        self.0.borrow_mut().context.insert(key.to_string(), json!(value));
+    }
+
+    pub fn count_d1(&self, rows_read: u64, rows_written: u64) {
+        let mut s = self.0.borrow_mut();
+        s.d1_queries += 1;
+        s.d1_rows_read += rows_read;
+        s.d1_rows_written += rows_written;
+    }
+
+    pub fn count_kie_call(&self) {
+        self.0.borrow_mut().kie_calls += 1;
+    }
+
+    fn base(&self, level: Level, msg: &str) -> Map<String, Value> {
+        let s = self.0.borrow();
+        let mut line = Map::new();
+        line.insert("ts".into(), json!(rfc3339(now_ms())));
+        line.insert("level".into(), json!(level.as_str()));
+        line.insert("msg".into(), json!(msg));
+        line.insert("request_id".into(), json!(s.request_id));
+        line.insert("route".into(), json!(s.route));
+        for (k, v) in &s.context {
+            line.insert(k.clone(), v.clone());
+        }
+        line
+    }
+
+    /// One notable event: `event` is a stable name (`kie.create`, `task.state`…).
+    pub fn event(&self, level: Level, event: &str, msg: &str, fields: Value) {
+        let mut line = self.base(level, msg);
+        line.insert("event".into(), json!(event));
+        if let Value::Object(extra) = fields {
+            for (k, v) in extra {
+                line.insert(k, v);
+            }
+        }
+        emit(level, &Value::Object(line));
+    }
+
+    pub fn info(&self, event: &str, msg: &str, fields: Value) {
+        self.event(Level::Info, event, msg, fields)
+    }
+    pub fn warn(&self, event: &str, msg: &str, fields: Value) {
+        self.event(Level::Warn, event, msg, fields)
+    }
+    pub fn error(&self, event: &str, msg: &str, fields: Value) {
+        self.event(Level::Error, event, msg, fields)
+    }
+
+    /// The one line per request, written when the response is ready.
+    pub fn request(&self, method: &str, path: &str, status: u16, duration_ms: i64, error_code: Option<&str>) {
+        let level = match status {
+            500.. => Level::Error,
+            400.. => Level::Warn,
+            _ => Level::Info,
+        };
+        let mut line = self.base(level, "request");
+        let s = self.0.borrow();
+        line.insert("event".into(), json!("http.request"));
+        line.insert("method".into(), json!(method));
+        line.insert("path".into(), json!(path));
+        line.insert("status".into(), json!(status));
+        line.insert("duration_ms".into(), json!(duration_ms));
+        line.insert("error_code".into(), json!(error_code));
+        line.insert("d1_queries".into(), json!(s.d1_queries));
+        line.insert("d1_rows_read".into(), json!(s.d1_rows_read));
+        line.insert("d1_rows_written".into(), json!(s.d1_rows_written));
+        line.insert("kie_calls".into(), json!(s.kie_calls));
+        drop(s);
+        emit(level, &Value::Object(line));
+    }
+
+    /// Counters so far, for the cron summary and the benchmark headers.
+    pub fn counters(&self) -> (u32, u64, u64, u32) {
+        let s = self.0.borrow();
+        (s.d1_queries, s.d1_rows_read, s.d1_rows_written, s.kie_calls)
+    }
+}

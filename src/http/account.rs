@@ -1,0 +1,46 @@
+//! `GET /api/me` and `GET /api/me/ledger`.
+
+use super::{authenticate, json_response, page_limit, Ctx};
+use crate::domain::error::{AppError, AppResult};
+use crate::domain::time::rfc3339;
+use crate::edge::store::{self, UserRow};
+use serde_json::{json, Value};
+use worker::{Request, Response};
+
+pub fn user_view(u: &UserRow) -> Value {
+    json!({ "id": u.id, "name": u.name, "credits": u.credits, "created_at": rfc3339(u.created_at) })
+}
+
+pub async fn me(ctx: &Ctx, req: &Request) -> AppResult<Response> {
+    ctx.config()?;
+    let db = ctx.db()?;
+    let user = authenticate(ctx, req, &db).await?;
+    json_response(200, &json!({ "user": user_view(&user) }))
+}
+
+pub async fn ledger_page(ctx: &Ctx, db: &crate::edge::db::Db, user_id: &str) -> AppResult<Value> {
+    let limit = page_limit(ctx)?;
+    let before = match ctx.query("cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| AppError::validation("cursor", "The cursor is not one this API gave out."))?),
+    };
+    let rows = store::ledger(db, user_id, limit + 1, before).await?;
+    let more = rows.len() > limit as usize;
+    let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let next_cursor = if more { page.last().map(|r| r.id.to_string()) } else { None };
+    let entries: Vec<Value> = page
+        .iter()
+        .map(|r| {
+            json!({ "id": r.id, "kind": r.kind, "amount": r.amount, "balance_after": r.balance_after, "task_id": r.task_id,
+                    "reason": r.reason, "actor": r.actor, "created_at": rfc3339(r.created_at) })
+        })
+        .collect();
+    Ok(json!({ "entries": entries, "next_cursor": next_cursor }))
+}
+
+pub async fn ledger(ctx: &Ctx, req: &Request) -> AppResult<Response> {
+    ctx.config()?;
+    let db = ctx.db()?;
+    let user = authenticate(ctx, req, &db).await?;
+    json_response(200, &ledger_page(ctx, &db, &user.id).await?)
+}

@@ -1,0 +1,383 @@
+//! The HTTP edge: routing, the request context, and the one place where an
+//! [`AppError`] becomes a response.
+
+mod account;
+mod admin;
+mod create;
+pub mod files;
+pub mod health;
+mod page;
+mod tasks;
+mod webhook;
+
+use crate::domain::config::Config;
+use crate::domain::error::{AppError, AppResult, ErrorCode};
+use crate::domain::signature::{api_key_hash, base32};
+use crate::edge::db::Db;
+use crate::edge::log::Log;
+use crate::edge::store::{self, UserRow};
+use crate::pipeline::{now_ms, Pipeline};
+use serde_json::{json, Value};
+use std::rc::Rc;
+use worker::{Context, Env, Method, Request, Response};
+
+/// Everything a handler needs about the current request.
+pub struct Ctx {
+    pub env: Env,
+    pub worker: Rc<Context>,
+    pub log: Log,
+    pub request_id: String,
+    /// `scheme://host[:port]` of this request.
+    pub origin: String,
+    pub query: Vec<(String, String)>,
+}
+
+impl Ctx {
+    pub fn config(&self) -> AppResult<Rc<Config>> {
+        let env = &self.env;
+        let get = |name: &str| -> Option<String> {
+            env.secret(name).map(|s| s.to_string()).ok().or_else(|| env.var(name).map(|v| v.to_string()).ok())
+        };
+        Config::load(&get).map(Rc::new).map_err(|problems| {
+            let names: Vec<&str> = problems.iter().map(|p| p.name.as_str()).collect();
+            AppError::new(
+                ErrorCode::ConfigError,
+                format!("This deployment is missing or has invalid settings: {}.", names.join(", ")),
+            )
+            .with_details(json!({ "settings": problems }))
+        })
+    }
+
+    pub fn db(&self) -> AppResult<Db> {
+        let d1 = self
+            .env
+            .d1("DB")
+            .map_err(|_| AppError::new(ErrorCode::ConfigError, "This deployment has no D1 binding named DB.").with_details(json!({"settings": [{"name": "DB", "problem": "binding missing"}]})))?;
+        Ok(Db::new(d1, self.log.clone()))
+    }
+
+    pub fn pipeline(&self) -> AppResult<Pipeline> {
+        Ok(Pipeline { env: self.env.clone(), db: self.db()?, cfg: self.config()?, log: self.log.clone() })
+    }
+
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The public origin: `PUBLIC_BASE_URL` when set, else this request's origin.
+    pub fn public_origin(&self, cfg: &Config) -> String {
+        cfg.public_base_url.clone().unwrap_or_else(|| self.origin.clone())
+    }
+
+    /// Runs work after the response is sent (slow result copying, resubmits).
+    pub fn in_background<F: std::future::Future<Output = ()> + 'static>(&self, f: F) {
+        self.worker.wait_until(f);
+    }
+}
+
+pub fn random_bytes<const N: usize>() -> AppResult<[u8; N]> {
+    let mut buf = [0u8; N];
+    getrandom::getrandom(&mut buf).map_err(|e| AppError::internal(format!("random: {e}")))?;
+    Ok(buf)
+}
+
+fn bearer(req: &Request) -> Option<String> {
+    let value = req.headers().get("Authorization").ok().flatten()?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    let token = token.trim();
+    (!token.is_empty() && token.len() <= 256).then(|| token.to_string())
+}
+
+/// The hash of the request's user key, or 401. Admin tokens are not user keys.
+pub fn user_key_hash(req: &Request) -> AppResult<String> {
+    let key = bearer(req).ok_or_else(|| AppError::unauthorized("Send your API key as 'Authorization: Bearer nbk_…'."))?;
+    if !key.starts_with("nbk_") {
+        return Err(AppError::unauthorized("That is not a valid API key."));
+    }
+    Ok(api_key_hash(&key))
+}
+
+/// The user behind the request's key (401 when there is none).
+pub async fn authenticate(ctx: &Ctx, req: &Request, db: &Db) -> AppResult<UserRow> {
+    let hash = user_key_hash(req)?;
+    let user = store::user_by_key(db, &hash).await?.ok_or_else(|| AppError::unauthorized("That API key is not valid (it may have been rotated)."))?;
+    ctx.log.set("user_id", &user.id);
+    Ok(user)
+}
+
+/// Checks the operator token; a valid user key here is 403, anything else 401.
+pub async fn authenticate_admin(ctx: &Ctx, req: &Request, cfg: &Config) -> AppResult<()> {
+    let token = bearer(req).ok_or_else(|| AppError::unauthorized("Send the operator token as 'Authorization: Bearer …'."))?;
+    if crate::domain::signature::ct_eq(token.as_bytes(), cfg.admin_token.as_bytes()) {
+        ctx.log.set("user_id", "admin");
+        return Ok(());
+    }
+    if token.starts_with("nbk_") {
+        let db = ctx.db()?;
+        if store::user_by_key(&db, &api_key_hash(&token)).await?.is_some() {
+            return Err(AppError::new(ErrorCode::Forbidden, "User API keys cannot use the admin API."));
+        }
+    }
+    Err(AppError::unauthorized("That operator token is not valid."))
+}
+
+pub fn json_response(status: u16, body: &Value) -> AppResult<Response> {
+    let resp = Response::from_json(body).map_err(|e| AppError::internal(format!("json response: {e}")))?;
+    let _ = resp.headers().set("Content-Type", "application/json; charset=utf-8");
+    Ok(resp.with_status(status))
+}
+
+/// Reads a JSON body with a size limit decided before reading it.
+pub async fn read_json(req: &mut Request, max_bytes: u64) -> AppResult<Value> {
+    let ct = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
+    if !ct.to_ascii_lowercase().starts_with("application/json") {
+        return Err(AppError::new(ErrorCode::UnsupportedMediaType, "Send the body as application/json."));
+    }
+    check_length(req, max_bytes)?;
+    let bytes = req.bytes().await.map_err(|e| AppError::invalid_request("Could not read the request body.").with_internal(e.to_string()))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(max_bytes));
+    }
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::new(ErrorCode::InvalidJson, format!("The body is not valid JSON: {e}.")))?;
+    if !value.is_object() {
+        return Err(AppError::new(ErrorCode::InvalidRequest, "The body must be a JSON object."));
+    }
+    Ok(value)
+}
+
+pub fn too_large(max: u64) -> AppError {
+    AppError::new(ErrorCode::PayloadTooLarge, format!("The request body is larger than the limit of {max} bytes."))
+        .with_details(json!({ "max_bytes": max }))
+}
+
+/// Refuses a body whose declared length is over the limit, before reading it.
+pub fn check_length(req: &Request, max_bytes: u64) -> AppResult<Option<u64>> {
+    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max_bytes => Err(too_large(max_bytes)),
+        other => Ok(other),
+    }
+}
+
+/// Splits `a=1&b=2` (percent-decoded, `+` as space).
+pub fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escaped = (b == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, escaped) {
+            (_, Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (other, None) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Pagination limit: 1..=100, default 20.
+pub fn page_limit(ctx: &Ctx) -> AppResult<u32> {
+    match ctx.query("limit") {
+        None => Ok(20),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=100).contains(&n) => Ok(n),
+            _ => Err(AppError::validation("limit", "limit must be a whole number from 1 to 100.")),
+        },
+    }
+}
+
+/// Cursor for (created_at, id) keyset pagination, opaque to clients.
+pub fn encode_cursor(ts: i64, id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ts}|{id}"))
+}
+
+pub fn decode_cursor(ctx: &Ctx) -> AppResult<Option<(i64, String)>> {
+    use base64::Engine;
+    let Some(raw) = ctx.query("cursor").filter(|c| !c.is_empty()) else { return Ok(None) };
+    let bad = || AppError::validation("cursor", "The cursor is not one this API gave out.");
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (ts, id) = text.split_once('|').ok_or_else(bad)?;
+    Ok(Some((ts.parse().map_err(|_| bad())?, id.to_string())))
+}
+
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("cf-ray")
+        .ok()
+        .flatten()
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .unwrap_or_else(|| random_bytes::<10>().map(|b| base32(&b)).unwrap_or_else(|_| "unknown".into()))
+}
+
+/// Which handler a (method, path) goes to; `Err(allowed)` when the path exists
+/// but not for this method.
+enum Route {
+    Page(&'static str),
+    Health,
+    Create,
+    ListTasks,
+    GetTask(String),
+    Me,
+    Ledger,
+    Webhook,
+    File(String),
+    Admin(admin::AdminRoute),
+}
+
+fn route(method: &Method, path: &str) -> Result<Route, Option<&'static str>> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let m = method.clone();
+    let only = |want: Method, allow: &'static str, r: Route| if m == want { Ok(r) } else { Err(Some(allow)) };
+    match segs.as_slice() {
+        [""] | ["index.html"] => only(Method::Get, "GET", Route::Page("index.html")),
+        ["app.js"] => only(Method::Get, "GET", Route::Page("app.js")),
+        ["app.css"] => only(Method::Get, "GET", Route::Page("app.css")),
+        ["api", "health"] => only(Method::Get, "GET", Route::Health),
+        ["api", "create", "ai-image"] => only(Method::Post, "POST", Route::Create),
+        ["api", "tasks"] => only(Method::Get, "GET", Route::ListTasks),
+        ["api", "tasks", id] if !id.is_empty() => only(Method::Get, "GET", Route::GetTask(id.to_string())),
+        ["api", "me"] => only(Method::Get, "GET", Route::Me),
+        ["api", "me", "ledger"] => only(Method::Get, "GET", Route::Ledger),
+        ["api", "webhooks", "kie-image"] | ["webhooks", "kie-image"] => only(Method::Post, "POST", Route::Webhook),
+        ["files", rest @ ..] if !rest.is_empty() => {
+            if m == Method::Get || m == Method::Head {
+                Ok(Route::File(rest.join("/")))
+            } else {
+                Err(Some("GET, HEAD"))
+            }
+        }
+        ["api", "admin", rest @ ..] => admin::route(&m, rest).map(Route::Admin),
+        _ => Err(None),
+    }
+}
+
+async fn dispatch(ctx: &Ctx, req: Request, r: Route) -> AppResult<Response> {
+    match r {
+        Route::Page(name) => page::serve(ctx, &req, name),
+        Route::Health => health::health(ctx).await,
+        Route::Create => create::create(ctx, req).await,
+        Route::ListTasks => tasks::list(ctx, &req).await,
+        Route::GetTask(id) => tasks::get(ctx, &req, &id).await,
+        Route::Me => account::me(ctx, &req).await,
+        Route::Ledger => account::ledger(ctx, &req).await,
+        Route::Webhook => webhook::receive(ctx, req).await,
+        Route::File(key) => files::serve(ctx, &req, &key).await,
+        Route::Admin(a) => admin::dispatch(ctx, req, a).await,
+    }
+}
+
+fn route_name(r: &Route) -> String {
+    match r {
+        Route::Page(_) => "page".into(),
+        Route::Health => "health".into(),
+        Route::Create => "create".into(),
+        Route::ListTasks => "tasks.list".into(),
+        Route::GetTask(_) => "tasks.get".into(),
+        Route::Me => "me".into(),
+        Route::Ledger => "me.ledger".into(),
+        Route::Webhook => "webhook".into(),
+        Route::File(_) => "files".into(),
+        Route::Admin(a) => format!("admin.{}", a.name()),
+    }
+}
+
+/// The one place where errors become responses.
+fn error_response(ctx: &Ctx, err: &AppError) -> Response {
+    let level_event = if err.status() >= 500 { "http.error" } else { "http.rejected" };
+    let fields = json!({ "error_code": err.code.as_str(), "status": err.status(), "cause": err.internal, "reason": err.message });
+    if err.status() >= 500 {
+        ctx.log.error(level_event, "request failed", fields);
+    } else {
+        ctx.log.warn(level_event, "request refused", fields);
+    }
+    let body = err.body(&ctx.request_id);
+    let mut resp = match Response::from_json(&body) {
+        Ok(r) => r.with_status(err.status()),
+        Err(_) => Response::empty().map(|r| r.with_status(err.status())).unwrap_or_else(|_| Response::builder().empty()),
+    };
+    let h = resp.headers_mut();
+    let _ = h.set("Content-Type", "application/json; charset=utf-8");
+    if let Some(s) = err.retry_after_s {
+        let _ = h.set("Retry-After", &s.to_string());
+    }
+    if err.code == ErrorCode::MethodNotAllowed {
+        if let Some(allow) = err.details.as_ref().and_then(|d| d.get("allow")).and_then(Value::as_str) {
+            let _ = h.set("Allow", allow);
+        }
+    }
+    resp
+}
+
+fn split_url(url: &str) -> (String, String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let (host, path_q) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let path_q = path_q.split('#').next().unwrap_or("/");
+    let (path, query) = path_q.split_once('?').unwrap_or((path_q, ""));
+    (format!("{scheme}://{host}"), path.to_string(), query.to_string())
+}
+
+pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Response {
+    let started_ms = now_ms();
+    let request_id = request_id(&req);
+    let (origin, path, query) = split_url(&req.inner().url());
+    let method = req.method();
+    let ctx = Ctx {
+        env,
+        worker: Rc::new(worker_ctx),
+        log: Log::new(&request_id, "unknown"),
+        request_id: request_id.clone(),
+        origin,
+        query: parse_query(&query),
+    };
+
+    let result = match route(&method, &path) {
+        Ok(r) => {
+            ctx.log.set_route(&route_name(&r));
+            dispatch(&ctx, req, r).await
+        }
+        Err(Some(allow)) => Err(AppError::new(ErrorCode::MethodNotAllowed, format!("Use {allow} here."))
+            .with_details(json!({ "allow": allow }))),
+        Err(None) => Err(AppError::new(ErrorCode::NotFound, "There is no such route.")),
+    };
+    let (mut resp, error_code) = match result {
+        Ok(r) => (r, None),
+        Err(e) => (error_response(&ctx, &e), Some(e.code.as_str())),
+    };
+    let status = resp.status_code();
+    let h = resp.headers_mut();
+    let _ = h.set("X-Request-Id", &request_id);
+    if !h.has("Cache-Control").unwrap_or(false) {
+        let _ = h.set("Cache-Control", "no-store");
+    }
+    ctx.log.request(method.as_ref(), &path, status, now_ms() - started_ms, error_code);
+    resp
+}

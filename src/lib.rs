@@ -1,0 +1,35 @@
+//! An image-generation backend on Cloudflare Workers that sells Kie AI's image
+//! models for credits. See README.md for the map of this crate.
+
+pub mod domain;
+
+#[cfg(target_arch = "wasm32")]
+mod cron;
+#[cfg(target_arch = "wasm32")]
+mod diagnose;
+#[cfg(target_arch = "wasm32")]
+mod edge;
+#[cfg(target_arch = "wasm32")]
+mod http;
+#[cfg(target_arch = "wasm32")]
+mod pipeline;
+
+#[cfg(target_arch = "wasm32")]
+mod entry {
+    use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
+
+    #[event(start)]
+    fn start() {
+        console_error_panic_hook::set_once();
+    }
+
+    #[event(fetch)]
+    async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+        Ok(crate::http::handle(req, env, ctx).await)
+    }
+
+    #[event(scheduled)]
+    async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+        crate::cron::run(env, event.cron()).await;
+    }
+}
