@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: setup (idempotent), native unit
+# tests of the pure core, the simulator's own tests, one wasm build, then the
+# end-to-end tests against the real Worker in workerd (+ the browser test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+bash scripts/setup.sh
+
+echo "== unit tests (native, pure core)" >&2
+cargo test --quiet
+
+echo "== build the Worker once" >&2
+bash scripts/build.sh
+
+echo "== simulator + end-to-end tests (workerd via Miniflare, local D1/KV/R2)" >&2
+rm -rf test-artifacts
+node --test --test-concurrency=2 --test-timeout=180000 sim/ tests/e2e/
