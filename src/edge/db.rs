@@ -17,9 +17,6 @@ pub fn num(v: i64) -> JsValue {
 pub fn opt_text(v: Option<&str>) -> JsValue {
     v.map(JsValue::from_str).unwrap_or(JsValue::NULL)
 }
-pub fn opt_num(v: Option<i64>) -> JsValue {
-    v.map(|n| JsValue::from_f64(n as f64)).unwrap_or(JsValue::NULL)
-}
 
 #[derive(Clone)]
 pub struct Db {

@@ -3,7 +3,7 @@
 //! transaction each), so concurrent requests, callbacks and cron runs cannot
 //! double-spend, double-refund or move a terminal task.
 
-use super::db::{num, opt_num, opt_text, text, Db};
+use super::db::{num, opt_text, text, Db};
 use crate::domain::error::AppResult;
 use crate::domain::task::{TaskFailure, TaskRecord, ACTIVE_STATES_SQL};
 use serde::Deserialize;
@@ -179,14 +179,17 @@ pub async fn list_tasks(
 ) -> AppResult<Vec<TaskRecord>> {
     let (ts, id) = before.unwrap_or((i64::MAX / 2, "\u{10FFFF}".into()));
     let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE (t.created_at, t.id) < (?1, ?2)");
-    if user_id.is_some() {
-        sql.push_str(" AND t.user_id = ?4");
+    let mut args = vec![num(ts), text(&id), num(i64::from(limit))];
+    if let Some(u) = user_id {
+        args.push(text(u));
+        sql.push_str(&format!(" AND t.user_id = ?{}", args.len()));
     }
-    if state.is_some() {
-        sql.push_str(" AND t.state = ?5");
+    if let Some(st) = state {
+        args.push(text(st));
+        sql.push_str(&format!(" AND t.state = ?{}", args.len()));
     }
     sql.push_str(" ORDER BY t.created_at DESC, t.id DESC LIMIT ?3");
-    let stmt = db.stmt(&sql, &[num(ts), text(&id), num(i64::from(limit)), opt_text(user_id), opt_text(state)])?;
+    let stmt = db.stmt(&sql, &args)?;
     db.all(stmt).await
 }
 
@@ -441,7 +444,7 @@ pub async fn ledger(db: &Db, user_id: &str, limit: u32, before_id: Option<i64>) 
     let stmt = db.stmt(
         "SELECT id, task_id, kind, amount, balance_after, reason, actor, created_at FROM ledger \
          WHERE user_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-        &[text(user_id), opt_num(Some(before_id.unwrap_or(i64::MAX / 2))), num(i64::from(limit))],
+        &[text(user_id), num(before_id.unwrap_or(i64::MAX / 2)), num(i64::from(limit))],
     )?;
     db.all(stmt).await
 }
