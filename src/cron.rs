@@ -16,7 +16,6 @@ use worker::{Delay, Env};
 
 /// How long one run keeps draining the queue (a minute-cron must end before the next).
 const DRAIN_BUDGET_MS: i64 = 45_000;
-const QUIET_MS: i64 = 30_000;
 
 pub async fn run(env: Env, cron: String) {
     let started = now_ms();
@@ -41,13 +40,14 @@ async fn run_inner(env: &Env, log: &Log, started: i64) -> AppResult<serde_json::
     })?;
     let d1 = env.d1("DB").map_err(|e| crate::domain::error::AppError::internal(format!("d1 binding: {e}")))?;
     let db = Db::new(d1, log.clone());
+    let quiet_ms = cfg.refresh_quiet_s * 1000;
     let p = Pipeline { env: env.clone(), db: db.clone(), cfg: Rc::new(cfg), log: log.clone() };
 
     let (mut submitted, mut deferred, mut failed, mut refreshed) = (0u32, 0u32, 0u32, 0u32);
     // Refresh quiet or overdue tasks first: they are already paid for at Kie.
-    for t in store::quiet_active(&db, now_ms(), QUIET_MS, 50).await? {
+    for t in store::quiet_active(&db, now_ms(), quiet_ms, 50).await? {
         if let Some(task) = store::task_by_id(&db, &t.id).await? {
-            if store::claim_refresh(&db, &task.id, now_ms(), QUIET_MS / 2).await? || task.deadline_at.is_some_and(|d| d < now_ms()) {
+            if store::claim_refresh(&db, &task.id, now_ms(), quiet_ms / 2, false).await? || task.deadline_at.is_some_and(|d| d < now_ms()) {
                 p.refresh(&task).await?;
                 refreshed += 1;
             }

@@ -20,6 +20,7 @@ pub const FILES_BUCKET: &str = "FILES";
 const SUBMIT_LEASE_MS: i64 = 60_000;
 const MAX_RESULT_BYTES: usize = 50 * 1024 * 1024;
 const RESULT_FETCH_TIMEOUT_MS: u64 = 30_000;
+const KIE_WINDOW_MARGIN_MS: i64 = 1_000;
 
 pub fn now_ms() -> i64 {
     worker::Date::now().as_millis() as i64
@@ -111,7 +112,8 @@ impl Pipeline {
             self.fail(task, TaskFailure::SubmissionFailed, "still queued at its deadline").await?;
             return Ok(Submission::Failed);
         }
-        let window_ms = self.cfg.kie_window_s * 1000;
+        // Our clock and Kie's differ by the request's flight time: keep a margin.
+        let window_ms = self.cfg.kie_window_s * 1000 + KIE_WINDOW_MARGIN_MS;
         let per_window = i64::from(self.cfg.kie_creates_per_window);
         let (lease, slot) =
             crate::edge::store::claim_submission(&self.db, &task.id, now, SUBMIT_LEASE_MS, window_ms, per_window).await?;

@@ -27,6 +27,8 @@ pub struct Config {
     pub max_active_tasks: u32,
     pub task_deadline_s: i64,
     pub poll_interval_s: i64,
+    /// The cron refreshes active tasks not heard of for this long.
+    pub refresh_quiet_s: i64,
     pub kie_creates_per_window: u32,
     pub kie_window_s: i64,
     pub kie_timeout_ms: u64,
@@ -114,6 +116,7 @@ impl Config {
         let max_active_tasks = number("MAX_ACTIVE_TASKS", 10, 1, 10_000) as u32;
         let task_deadline_s = number("TASK_DEADLINE_SECONDS", 900, 10, 86_400) as i64;
         let poll_interval_s = number("POLL_INTERVAL_SECONDS", 3, 1, 600) as i64;
+        let refresh_quiet_s = number("REFRESH_QUIET_SECONDS", 30, 1, 3600) as i64;
         let kie_creates_per_window = number("KIE_CREATES_PER_WINDOW", 20, 1, 10_000) as u32;
         let kie_window_s = number("KIE_WINDOW_SECONDS", 10, 1, 3600) as i64;
         let kie_timeout_ms = number("KIE_TIMEOUT_MS", 20_000, 500, 60_000);
@@ -138,6 +141,7 @@ impl Config {
             max_active_tasks,
             task_deadline_s,
             poll_interval_s,
+            refresh_quiet_s,
             kie_creates_per_window,
             kie_window_s,
             kie_timeout_ms,

@@ -210,6 +210,37 @@ pub struct NewTask<'a> {
     pub deadline_at: i64,
 }
 
+impl NewTask<'_> {
+    /// The row as `reserve_task` inserts it (saves reading it back).
+    pub fn record(&self) -> TaskRecord {
+        TaskRecord {
+            id: self.id.to_string(),
+            user_id: self.user_id.to_string(),
+            model: self.model.to_string(),
+            prompt: self.prompt.to_string(),
+            aspect_ratio: Some(self.aspect_ratio.to_string()),
+            resolution: self.resolution.map(str::to_string),
+            output_format: Some(self.output_format.to_string()),
+            inputs: self.inputs_json.to_string(),
+            results: "[]".into(),
+            state: "queued".into(),
+            credits: self.credits,
+            error_code: None,
+            error_message: None,
+            provider_task_id: None,
+            callback_token: self.callback_token.to_string(),
+            request_hash: Some(self.request_hash.to_string()),
+            attempts: 0,
+            checked_at: None,
+            submitted_at: None,
+            deadline_at: Some(self.deadline_at),
+            created_at: self.now,
+            updated_at: self.now,
+            completed_at: None,
+        }
+    }
+}
+
 pub enum Reservation {
     Reserved,
     /// The balance or the active-task cap did not allow it.
@@ -345,11 +376,13 @@ pub async fn mark_generating(db: &Db, id: &str, now: i64) -> AppResult<bool> {
 
 /// Takes the right to ask Kie about a task now: at most one refresh per task
 /// per `interval_ms`, however many clients poll.
-pub async fn claim_refresh(db: &Db, id: &str, now: i64, interval_ms: i64) -> AppResult<bool> {
+/// A callback may also claim it when the only "check" so far was the stamp
+/// set at submission (`after_callback`).
+pub async fn claim_refresh(db: &Db, id: &str, now: i64, interval_ms: i64, after_callback: bool) -> AppResult<bool> {
     let stmt = db.stmt(
         "UPDATE tasks SET checked_at = ?2 WHERE id = ?1 AND state IN ('submitted','generating') \
-         AND (checked_at IS NULL OR checked_at <= ?2 - ?3)",
-        &[text(id), num(now), num(interval_ms)],
+         AND (checked_at IS NULL OR checked_at <= ?2 - ?3 OR (?4 = 1 AND checked_at = submitted_at))",
+        &[text(id), num(now), num(interval_ms), num(i64::from(after_callback))],
     )?;
     Ok(db.run(stmt).await? == 1)
 }

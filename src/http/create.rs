@@ -262,7 +262,7 @@ pub async fn create(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
         json!({ "task_id": id, "model": generation.model.name, "credits": price, "inputs": inputs.len() }),
     );
 
-    let task = store::task_by_id(db, &id).await?.ok_or_else(|| AppError::internal("task vanished after insert"))?;
+    let task = new_task.record();
     let submission = pipeline.submit(&task).await?;
     if let Submission::Deferred { next_attempt_at, .. } = submission {
         let p = pipeline.clone();

@@ -34,7 +34,7 @@ pub async fn get(ctx: &Ctx, req: &Request, id: &str) -> AppResult<Response> {
         let refreshed = if state == TaskState::Queued {
             pipeline.submit(&task).await.map(|_| true)?
         } else {
-            store::claim_refresh(db, &task.id, now, cfg.poll_interval_s * 1000).await? && {
+            store::claim_refresh(db, &task.id, now, cfg.poll_interval_s * 1000, false).await? && {
                 pipeline.refresh(&task).await?;
                 true
             }

@@ -91,7 +91,7 @@ pub async fn receive(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
 async fn confirm(p: Pipeline, task_id: String) {
     for attempt in 0..3 {
         let now = now_ms();
-        match store::claim_refresh(&p.db, &task_id, now, CONFIRM_INTERVAL_MS).await {
+        match store::claim_refresh(&p.db, &task_id, now, CONFIRM_INTERVAL_MS, true).await {
             Ok(true) => {
                 if let Ok(Some(task)) = store::task_by_id(&p.db, &task_id).await {
                     if let Err(e) = p.refresh(&task).await {
