@@ -3,7 +3,6 @@
 //! their deadline. Every step is a conditional write, so two runs at once are
 //! harmless.
 
-use crate::domain::config::Config;
 use crate::domain::error::AppResult;
 use crate::edge::db::Db;
 use crate::edge::log::Log;
@@ -34,8 +33,7 @@ pub async fn run(env: Env, cron: String) {
 }
 
 async fn run_inner(env: &Env, log: &Log, started: i64) -> AppResult<serde_json::Value> {
-    let get = |name: &str| env.secret(name).map(|s| s.to_string()).ok().or_else(|| env.var(name).map(|v| v.to_string()).ok());
-    let cfg = Config::load(&get).map_err(|p| {
+    let cfg = crate::edge::read_config(env).map_err(|p| {
         crate::domain::error::AppError::internal(format!("config problems: {:?}", p.iter().map(|p| &p.name).collect::<Vec<_>>()))
     })?;
     let d1 = env.d1("DB").map_err(|e| crate::domain::error::AppError::internal(format!("d1 binding: {e}")))?;

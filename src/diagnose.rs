@@ -1,25 +1,37 @@
 //! `GET /api/admin/diagnose`: walks the chain a production request takes, link
-//! by link, inside the deployed Worker. Never spends Kie credits and never
-//! touches user data. `?format=text` gives a report a person can read.
+//! by link, inside the deployed Worker, and says for each one pass/fail/skip
+//! with a hint a person can act on. Never spends Kie credits, never touches
+//! user data. `?format=text` gives a report a person can read.
 
-use crate::domain::config::{Config, REQUIRED_SECRETS};
+use crate::domain::config::{Config, ConfigProblem, REQUIRED_SECRETS};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::kie::Transport;
 use crate::edge::db::Db;
 use crate::edge::kie_client::{fetch_with_timeout, KieClient, USER_AGENT};
-use crate::http::{json_response, random_bytes, Ctx};
+use crate::edge::{read_config, setting};
+use crate::http::{authenticate_admin, config_error, json_response, random_bytes, Ctx};
 use crate::pipeline::{now_ms, FILES_BUCKET};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{Headers, Method, Response};
+use worker::{Headers, Method, Request, Response};
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
+#[derive(Default)]
 struct Report(Vec<Value>);
 
 impl Report {
     fn add(&mut self, name: &str, status: &str, hint: impl Into<String>) {
         self.0.push(json!({ "name": name, "status": status, "hint": hint.into() }));
+    }
+    fn pass(&mut self, name: &str, hint: impl Into<String>) {
+        self.add(name, "pass", hint)
+    }
+    fn fail(&mut self, name: &str, hint: impl Into<String>) {
+        self.add(name, "fail", hint)
+    }
+    fn skip(&mut self, name: &str, hint: impl Into<String>) {
+        self.add(name, "skip", hint)
     }
 }
 
@@ -31,150 +43,253 @@ const PROBE_PNG: &[u8] = &[
     0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
 
-pub async fn run(ctx: &Ctx, cfg: &Config, db: &Db) -> AppResult<Response> {
-    let mut r = Report(Vec::new());
-    let production = cfg.environment == "production";
+fn ua_headers() -> Headers {
+    let h = Headers::new();
+    let _ = h.set("User-Agent", USER_AGENT);
+    h
+}
 
-    for name in REQUIRED_SECRETS {
-        r.add(&format!("secret {name}"), "pass", "present and well-formed");
-    }
-    match &cfg.kie_webhook_hmac_key {
-        Some(_) => r.add("secret KIE_WEBHOOK_HMAC_KEY", "pass", "set: callbacks must carry Kie's HMAC signature"),
-        None => r.add(
-            "secret KIE_WEBHOOK_HMAC_KEY",
-            "skip",
-            "not set: callbacks are authenticated by the per-task token only; enable HMAC at kie.ai/settings and set this secret",
-        ),
-    }
-
-    // D1 and migrations.
-    #[derive(Deserialize)]
-    struct Mig {
-        name: String,
-    }
-    let applied = match db.stmt("SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1", &[]) {
-        Ok(stmt) => db.first::<Mig>(stmt).await.map(|m| m.map(|m| m.name)),
-        Err(e) => Err(e),
-    };
-    match applied {
-        Ok(Some(name)) if name == LATEST_MIGRATION => r.add("d1", "pass", format!("reachable; migrations current ({name})")),
-        Ok(Some(name)) => r.add("d1", "fail", format!("migrations behind: database at {name}, code expects {LATEST_MIGRATION}; run wrangler d1 migrations apply DB --remote{}", if production { " --env production" } else { "" })),
-        Ok(None) => r.add("d1", "fail", "no migrations applied; run wrangler d1 migrations apply DB"),
-        Err(e) => r.add("d1", "fail", format!("D1 query failed: {}", e.internal.unwrap_or_default())),
-    }
-
-    // KV round trip.
+pub async fn run(ctx: &Ctx, req: &Request) -> AppResult<Response> {
+    let admin_token = setting(&ctx.env, "ADMIN_TOKEN").ok_or_else(|| {
+        config_error(&[ConfigProblem { name: "ADMIN_TOKEN".into(), problem: "missing".into() }])
+    })?;
+    authenticate_admin(ctx, req, admin_token.trim()).await?;
+    let config = read_config(&ctx.env);
     let nonce = crate::domain::signature::base32(&random_bytes::<10>()?);
-    let kv_status = match ctx.env.kv("CACHE") {
-        Err(_) => ("fail", "no KV binding named CACHE".to_string()),
-        Ok(kv) => match kv.put(&format!("diagnose:{nonce}"), &nonce) {
-            Err(e) => ("fail", format!("KV put failed: {e}")),
-            Ok(put) => match put.expiration_ttl(60).execute().await {
-                Err(e) => ("fail", format!("KV put failed: {e}")),
-                Ok(()) => match kv.get(&format!("diagnose:{nonce}")).text().await {
-                    Ok(Some(v)) if v == nonce => ("pass", "write and read back".to_string()),
-                    Ok(_) => ("fail", "KV read did not return what was written".to_string()),
-                    Err(e) => ("fail", format!("KV get failed: {e}")),
-                },
-            },
-        },
-    };
-    r.add("kv", kv_status.0, kv_status.1);
+    let mut r = Report::default();
 
-    // R2 round trip, then the public signed URL the way Kie would fetch it.
-    let origin = ctx.public_origin(cfg);
-    match ctx.env.bucket(FILES_BUCKET) {
+    settings(&mut r, &config);
+    let db = ctx.db().ok();
+    d1(&mut r, db.as_ref()).await;
+    kv(ctx, &mut r, &nonce).await;
+    match &config {
+        Ok(cfg) => {
+            let reaches_us = public_base_url(&mut r, cfg, &nonce).await;
+            r2(ctx, &mut r, Some(cfg), reaches_us).await;
+            kie(ctx, &mut r, cfg).await;
+        }
         Err(_) => {
-            r.add("r2", "fail", "no R2 binding named FILES");
-            r.add("public input url", "skip", "needs R2");
-        }
-        Ok(bucket) => {
-            let key = format!("in/diagnose-{nonce}.png");
-            match bucket.put(&key, PROBE_PNG.to_vec()).execute().await {
-                Err(e) => {
-                    r.add("r2", "fail", format!("R2 put failed: {e}"));
-                    r.add("public input url", "skip", "needs R2");
-                }
-                Ok(_) => {
-                    r.add("r2", "pass", "write succeeded");
-                    let url = crate::http::files::signed_url(&origin, &cfg.file_url_secret, &key, 600, now_ms());
-                    let h = Headers::new();
-                    let _ = h.set("User-Agent", USER_AGENT);
-                    match fetch_with_timeout(&url, Method::Get, h, None, 10_000).await {
-                        Transport::Response { status: 200, body } if body == PROBE_PNG => {
-                            r.add("public input url", "pass", format!("an input image signed by this Worker was fetched back through {origin}/files/"))
-                        }
-                        Transport::Response { status, .. } => r.add("public input url", "fail", format!("fetching a signed input URL through {origin} answered HTTP {status}; Kie would fail the task with failCode 422")),
-                        other => r.add("public input url", "fail", format!("could not fetch {origin}/files/…: {other:?}; Kie could not fetch inputs either")),
-                    }
-                    let _ = bucket.delete(&key).await;
-                }
+            r2(ctx, &mut r, None, false).await;
+            for name in ["public base url", "public input url", "kie key"] {
+                r.skip(name, "needs a complete configuration first");
             }
         }
     }
-
-    // PUBLIC_BASE_URL points at this very deployment (same secret => same environment).
-    match &cfg.public_base_url {
-        None => r.add("public base url", if production { "fail" } else { "skip" }, "PUBLIC_BASE_URL is not set: Kie cannot send callbacks, tasks complete by polling only"),
-        Some(base) => {
-            let probe = format!("{base}/api/health?probe={nonce}");
-            let expected = crate::http::health::probe_signature(&cfg.file_url_secret, &nonce);
-            let h = Headers::new();
-            let _ = h.set("User-Agent", USER_AGENT);
-            match fetch_with_timeout(&probe, Method::Get, h, None, 10_000).await {
-                Transport::Response { body, status } => {
-                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    if v["probe"]["signature"].as_str() == Some(expected.as_str()) {
-                        r.add("public base url", "pass", format!("{base} reaches this deployment ({})", cfg.environment));
-                    } else {
-                        r.add("public base url", "fail", format!("{base} answered HTTP {status} but is not this deployment/environment (different Worker or secrets); fix PUBLIC_BASE_URL for env {}", cfg.environment));
-                    }
-                }
-                other => r.add("public base url", "fail", format!("{base} is not reachable: {other:?}")),
-            }
-            let https = base.starts_with("https://");
-            r.add(
-                "callback url",
-                if https || !production { "pass" } else { "fail" },
-                format!("Kie will call {base}/api/webhooks/kie-image?task=…&token=… {}", if https { "" } else { "(not https)" }),
-            );
-        }
-    }
-
-    // Kie key and balance (free call).
-    let kie = KieClient { base: &cfg.kie_api_base, api_key: &cfg.kie_api_key, timeout_ms: 10_000, log: &ctx.log };
-    match kie.credit().await {
-        Ok(balance) => r.add("kie key", "pass", format!("key accepted by {}; account balance {balance} Kie credits", cfg.kie_api_base)),
-        Err(why) => r.add("kie key", "fail", format!("{} refused or did not answer the free credit call: {why}", cfg.kie_api_base)),
-    }
-
-    // Cron.
-    #[derive(Deserialize)]
-    struct Run {
-        finished_at: i64,
-        summary: String,
-    }
-    let last = db.first::<Run>(db.stmt("SELECT finished_at, summary FROM cron_runs ORDER BY id DESC LIMIT 1", &[])?).await;
-    match last {
-        Ok(Some(run)) if now_ms() - run.finished_at < 5 * 60_000 => {
-            r.add("cron", "pass", format!("last run {}s ago: {}", (now_ms() - run.finished_at) / 1000, run.summary))
-        }
-        Ok(Some(run)) => r.add("cron", "fail", format!("last run {} min ago; check the [triggers] crons of this environment", (now_ms() - run.finished_at) / 60_000)),
-        Ok(None) => r.add("cron", "fail", "the scheduled job has never run in this environment"),
-        Err(_) => r.add("cron", "fail", "could not read cron runs"),
-    }
+    cron(&mut r, db.as_ref()).await;
 
     let failed = r.0.iter().filter(|c| c["status"] == "fail").count();
     let status = if failed == 0 { "pass" } else { "fail" };
-    ctx.log.info("diagnose", "diagnose report", json!({ "failed_checks": failed }));
+    let environment = config.as_ref().map(|c| c.environment.clone()).unwrap_or_else(|_| "unknown".into());
+    ctx.log.info("diagnose", "diagnose report", json!({ "failed_checks": failed, "environment": environment }));
     if ctx.query("format") == Some("text") {
-        let mut text = format!("diagnose {} ({}, {})\n", status.to_uppercase(), cfg.environment, crate::http::health::COMMIT);
+        let mut text = format!(
+            "diagnose: {} ({} failed) environment={} version={} commit={}\n",
+            status.to_uppercase(),
+            failed,
+            environment,
+            crate::http::health::VERSION,
+            crate::http::health::COMMIT
+        );
         for c in &r.0 {
-            text.push_str(&format!("[{:4}] {:22} {}\n", c["status"].as_str().unwrap_or(""), c["name"].as_str().unwrap_or(""), c["hint"].as_str().unwrap_or("")));
+            let field = |k: &str| c[k].as_str().unwrap_or("").to_string();
+            text.push_str(&format!("[{:4}] {:24} {}\n", field("status"), field("name"), field("hint")));
         }
         let resp = Response::ok(text).map_err(|e| AppError::internal(e.to_string()))?;
         let _ = resp.headers().set("Content-Type", "text/plain; charset=utf-8");
         return Ok(resp);
     }
-    json_response(200, &json!({ "status": status, "environment": cfg.environment, "version": crate::http::health::VERSION, "commit": crate::http::health::COMMIT, "checks": r.0 }))
+    json_response(
+        200,
+        &json!({ "status": status, "environment": environment, "version": crate::http::health::VERSION,
+                 "commit": crate::http::health::COMMIT, "checks": r.0 }),
+    )
+}
+
+fn settings(r: &mut Report, config: &Result<Config, Vec<ConfigProblem>>) {
+    match config {
+        Ok(cfg) => {
+            for name in REQUIRED_SECRETS {
+                r.pass(&format!("setting {name}"), "present and well-formed");
+            }
+            match &cfg.kie_webhook_hmac_key {
+                Some(_) => r.pass("setting KIE_WEBHOOK_HMAC_KEY", "set: callbacks must carry Kie's HMAC signature"),
+                None => r.skip(
+                    "setting KIE_WEBHOOK_HMAC_KEY",
+                    "not set: callbacks are authenticated by their per-task token only; enable HMAC at kie.ai/settings and set this secret",
+                ),
+            }
+        }
+        Err(problems) => {
+            for name in REQUIRED_SECRETS {
+                if !problems.iter().any(|p| p.name == *name) {
+                    r.pass(&format!("setting {name}"), "present and well-formed");
+                }
+            }
+            for p in problems {
+                r.fail(
+                    &format!("setting {}", p.name),
+                    format!("{}: set it with `wrangler secret put {} --env <environment>` (secrets) or in [env.<environment>.vars]", p.problem, p.name),
+                );
+            }
+        }
+    }
+}
+
+async fn d1(r: &mut Report, db: Option<&Db>) {
+    #[derive(Deserialize)]
+    struct Mig {
+        name: String,
+    }
+    let Some(db) = db else {
+        r.fail("d1", "no D1 binding named DB in this environment's wrangler.toml section");
+        return;
+    };
+    let applied = match db.stmt("SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1", &[]) {
+        Ok(stmt) => db.first::<Mig>(stmt).await.map(|m| m.map(|m| m.name)),
+        Err(e) => Err(e),
+    };
+    match applied {
+        Ok(Some(name)) if name == LATEST_MIGRATION => r.pass("d1", format!("reachable; migrations current ({name})")),
+        Ok(Some(name)) => r.fail("d1", format!("migrations behind: database at {name}, code expects {LATEST_MIGRATION}; run `wrangler d1 migrations apply DB --remote --env <environment>`")),
+        Ok(None) => r.fail("d1", "no migrations applied; run `wrangler d1 migrations apply DB --remote --env <environment>`"),
+        Err(e) => r.fail("d1", format!("D1 query failed ({}); check the database_id of this environment", e.internal.unwrap_or_default())),
+    }
+}
+
+async fn kv(ctx: &Ctx, r: &mut Report, nonce: &str) {
+    let key = format!("diagnose:{nonce}");
+    let Ok(kv) = ctx.env.kv("CACHE") else {
+        r.fail("kv", "no KV binding named CACHE in this environment");
+        return;
+    };
+    let written = match kv.put(&key, nonce) {
+        Ok(put) => put.expiration_ttl(120).execute().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match written {
+        Err(e) => r.fail("kv", format!("KV write failed: {e}")),
+        Ok(()) => match kv.get(&key).text().await {
+            Ok(Some(v)) if v == nonce => r.pass("kv", "written and read back"),
+            Ok(_) => r.fail("kv", "KV read did not return what was written"),
+            Err(e) => r.fail("kv", format!("KV read failed: {e}")),
+        },
+    }
+}
+
+/// Fetches `/api/health?probe=<nonce>` through PUBLIC_BASE_URL: only this very
+/// deployment knows the nonce (in its KV) and can sign it (with its secret).
+async fn public_base_url(r: &mut Report, cfg: &Config, nonce: &str) -> bool {
+    let production = cfg.environment == "production";
+    let Some(base) = &cfg.public_base_url else {
+        let hint = "PUBLIC_BASE_URL is not set: Kie cannot send callbacks; tasks complete by polling and the cron only";
+        if production {
+            r.fail("public base url", hint)
+        } else {
+            r.skip("public base url", hint)
+        }
+        return false;
+    };
+    let expected = crate::http::health::probe_signature(&cfg.file_url_secret, nonce);
+    let probe = format!("{base}/api/health?probe={nonce}");
+    let ok = match fetch_with_timeout(&probe, Method::Get, ua_headers(), None, 10_000).await {
+        Transport::Response { status, body } => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let signed = v["probe"]["signature"].as_str() == Some(expected.as_str());
+            let known = v["probe"]["known"].as_bool() == Some(true);
+            if signed && known {
+                r.pass("public base url", format!("{base} reaches this very deployment ({})", cfg.environment));
+                true
+            } else {
+                r.fail(
+                    "public base url",
+                    format!("{base} answered HTTP {status} but it is not this deployment (another Worker or environment); set PUBLIC_BASE_URL of env {} to this Worker's own URL", cfg.environment),
+                );
+                false
+            }
+        }
+        other => {
+            r.fail("public base url", format!("{base} is not reachable from the Worker ({}); Kie could not reach it either", describe(&other)));
+            false
+        }
+    };
+    let https = base.starts_with("https://");
+    if production && !https {
+        r.fail("callback url", format!("{base} is not https; Kie callbacks need a public https URL"));
+    } else {
+        r.pass("callback url", format!("Kie calls {base}/api/webhooks/kie-image?task=<id>&token=<per-task token>"));
+    }
+    ok
+}
+
+async fn r2(ctx: &Ctx, r: &mut Report, cfg: Option<&Config>, reaches_us: bool) {
+    let Ok(bucket) = ctx.env.bucket(FILES_BUCKET) else {
+        r.fail("r2", "no R2 binding named FILES in this environment");
+        r.skip("public input url", "needs R2");
+        return;
+    };
+    let key = format!("in/diagnose-{}.png", now_ms());
+    if let Err(e) = bucket.put(&key, PROBE_PNG.to_vec()).execute().await {
+        r.fail("r2", format!("R2 write failed: {e}"));
+        r.skip("public input url", "needs R2");
+        return;
+    }
+    r.pass("r2", "written");
+    match cfg {
+        Some(cfg) if reaches_us || cfg.public_base_url.is_none() => {
+            let origin = ctx.public_origin(cfg);
+            let url = crate::http::files::signed_url(&origin, &cfg.file_url_secret, &key, 600, now_ms());
+            match fetch_with_timeout(&url, Method::Get, ua_headers(), None, 10_000).await {
+                Transport::Response { status: 200, body } if body == PROBE_PNG => {
+                    r.pass("public input url", format!("an input signed by this Worker was fetched back through {origin}/files/ without credentials"))
+                }
+                Transport::Response { status, .. } => r.fail(
+                    "public input url",
+                    format!("a signed input URL through {origin} answered HTTP {status}; Kie would fail edits with failCode 422"),
+                ),
+                other => r.fail("public input url", format!("could not fetch {origin}/files/…: {}", describe(&other))),
+            }
+        }
+        Some(_) => r.skip("public input url", "PUBLIC_BASE_URL does not reach this deployment (see above)"),
+        None => r.skip("public input url", "needs a complete configuration first"),
+    }
+    let _ = bucket.delete(&key).await;
+}
+
+async fn kie(ctx: &Ctx, r: &mut Report, cfg: &Config) {
+    let client = KieClient { base: &cfg.kie_api_base, api_key: &cfg.kie_api_key, timeout_ms: 10_000, log: &ctx.log };
+    match client.credit().await {
+        Ok(balance) => r.pass("kie key", format!("accepted by {}; account balance {balance} Kie credits", cfg.kie_api_base)),
+        Err(why) => r.fail("kie key", format!("the free credit call to {} failed: {why}", cfg.kie_api_base)),
+    }
+}
+
+async fn cron(r: &mut Report, db: Option<&Db>) {
+    #[derive(Deserialize)]
+    struct Run {
+        finished_at: i64,
+        summary: String,
+    }
+    let Some(db) = db else {
+        r.skip("cron", "needs D1");
+        return;
+    };
+    let last = match db.stmt("SELECT finished_at, summary FROM cron_runs ORDER BY id DESC LIMIT 1", &[]) {
+        Ok(stmt) => db.first::<Run>(stmt).await,
+        Err(e) => Err(e),
+    };
+    let ago_s = |t: i64| (now_ms() - t) / 1000;
+    match last {
+        Ok(Some(run)) if ago_s(run.finished_at) < 300 => r.pass("cron", format!("last run {}s ago: {}", ago_s(run.finished_at), run.summary)),
+        Ok(Some(run)) => r.fail("cron", format!("last run {} min ago; check [triggers] crons of this environment", ago_s(run.finished_at) / 60)),
+        Ok(None) => r.fail("cron", "the scheduled job has never run in this environment; check [triggers] crons"),
+        Err(_) => r.fail("cron", "could not read the cron history"),
+    }
+}
+
+fn describe(t: &Transport) -> String {
+    match t {
+        Transport::Response { status, .. } => format!("HTTP {status}"),
+        Transport::Unreachable(m) => format!("unreachable: {m}"),
+        Transport::TimedOut => "timed out".into(),
+    }
 }

@@ -2,7 +2,6 @@
 //! probe (`?probe=n`) with a signature only this deployment can make.
 
 use super::{json_response, Ctx};
-use crate::domain::config::Config;
 use crate::domain::error::AppResult;
 use crate::domain::signature::file_signature;
 use crate::pipeline::FILES_BUCKET;
@@ -19,8 +18,7 @@ pub fn probe_signature(secret: &str, nonce: &str) -> String {
 
 pub async fn health(ctx: &Ctx) -> AppResult<Response> {
     let env = &ctx.env;
-    let get = |name: &str| env.secret(name).map(|s| s.to_string()).ok().or_else(|| env.var(name).map(|v| v.to_string()).ok());
-    let config = Config::load(&get);
+    let config = crate::edge::read_config(env);
     let missing: Vec<String> = config.as_ref().err().map(|p| p.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
 
     let d1_ok = match ctx.db() {
@@ -57,8 +55,13 @@ pub async fn health(ctx: &Ctx) -> AppResult<Response> {
         "config_problems": missing,
     });
     if let (Some(nonce), Ok(cfg)) = (ctx.query("probe"), &config) {
-        if nonce.len() <= 64 {
-            body["probe"] = json!({ "nonce": nonce, "signature": probe_signature(&cfg.file_url_secret, nonce) });
+        if nonce.len() <= 64 && nonce.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            // Known only to the deployment whose diagnose wrote it into its own KV.
+            let known = match env.kv("CACHE") {
+                Ok(kv) => kv.get(&format!("diagnose:{nonce}")).text().await.ok().flatten().is_some(),
+                Err(_) => false,
+            };
+            body["probe"] = json!({ "nonce": nonce, "signature": probe_signature(&cfg.file_url_secret, nonce), "known": known });
         }
     }
     json_response(if status == "down" { 503 } else { 200 }, &body)

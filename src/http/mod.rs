@@ -34,18 +34,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn config(&self) -> AppResult<Rc<Config>> {
-        let env = &self.env;
-        let get = |name: &str| -> Option<String> {
-            env.secret(name).map(|s| s.to_string()).ok().or_else(|| env.var(name).map(|v| v.to_string()).ok())
-        };
-        Config::load(&get).map(Rc::new).map_err(|problems| {
-            let names: Vec<&str> = problems.iter().map(|p| p.name.as_str()).collect();
-            AppError::new(
-                ErrorCode::ConfigError,
-                format!("This deployment is missing or has invalid settings: {}.", names.join(", ")),
-            )
-            .with_details(json!({ "settings": problems }))
-        })
+        crate::edge::read_config(&self.env).map(Rc::new).map_err(|problems| config_error(&problems))
     }
 
     pub fn db(&self) -> AppResult<Db> {
@@ -73,6 +62,13 @@ impl Ctx {
     pub fn in_background<F: std::future::Future<Output = ()> + 'static>(&self, f: F) {
         self.worker.wait_until(f);
     }
+}
+
+/// `503 config_error` naming each missing or invalid setting (never its value).
+pub fn config_error(problems: &[crate::domain::config::ConfigProblem]) -> AppError {
+    let names: Vec<&str> = problems.iter().map(|p| p.name.as_str()).collect();
+    AppError::new(ErrorCode::ConfigError, format!("This deployment is missing or has invalid settings: {}.", names.join(", ")))
+        .with_details(json!({ "settings": problems }))
 }
 
 pub fn random_bytes<const N: usize>() -> AppResult<[u8; N]> {
@@ -106,9 +102,9 @@ pub async fn authenticate(ctx: &Ctx, req: &Request, db: &Db) -> AppResult<UserRo
 }
 
 /// Checks the operator token; a valid user key here is 403, anything else 401.
-pub async fn authenticate_admin(ctx: &Ctx, req: &Request, cfg: &Config) -> AppResult<()> {
+pub async fn authenticate_admin(ctx: &Ctx, req: &Request, admin_token: &str) -> AppResult<()> {
     let token = bearer(req).ok_or_else(|| AppError::unauthorized("Send the operator token as 'Authorization: Bearer …'."))?;
-    if crate::domain::signature::ct_eq(token.as_bytes(), cfg.admin_token.as_bytes()) {
+    if crate::domain::signature::ct_eq(token.as_bytes(), admin_token.as_bytes()) {
         ctx.log.set("user_id", "admin");
         return Ok(());
     }

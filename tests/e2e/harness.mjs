@@ -23,6 +23,10 @@ export const SECRETS = {
 };
 export const HMAC_KEY = 'hmac-test-key-2c4e6a8b0d';
 
+// The documented fields of the one-per-request log line (README, "Logs").
+export const REQUEST_LINE_FIELDS = ['ts', 'level', 'msg', 'request_id', 'route', 'event', 'method', 'path', 'status', 'duration_ms',
+  'error_code', 'd1_queries', 'd1_rows_read', 'd1_rows_written', 'kie_calls'];
+
 async function freePort() {
   return new Promise((resolve, reject) => {
     const srv = createServer();
@@ -148,7 +152,7 @@ export async function startStack(opts = {}) {
     try {
       parsed = JSON.parse(text);
     } catch {}
-    responses.push({ method, path: p, status: res.status, text });
+    responses.push({ method, path: p, status: res.status, text, requestId: res.headers.get('x-request-id') });
     return { status: res.status, body: parsed, text, headers: res.headers };
   }
   const admin = (method, p, json) => api(method, p, { key: SECRETS.ADMIN_TOKEN, json });
@@ -175,10 +179,28 @@ export async function startStack(opts = {}) {
     return worker.scheduled({ cron: '* * * * *' });
   }
   async function close() {
+    await sleep(200); // let the last log lines arrive
     await mf.dispose().catch(() => {});
     // The test may have replaced the simulator (stop/start): close the current one.
     await stack.sim.close().catch(() => {});
     saveArtifacts();
+    checkLogsAndSecrets();
+  }
+  // Every file's stack enforces two rules over everything it saw:
+  // each response had exactly one request log line with the documented
+  // fields, and no secret value ever appeared in a log line or a response body.
+  function checkLogsAndSecrets() {
+    const secrets = [...Object.values(SECRETS), HMAC_KEY];
+    for (const line of raw) {
+      for (const secret of secrets) if (line.includes(secret)) throw new Error(`a secret appeared in a log line: ${line.slice(0, 200)}`);
+    }
+    for (const r of responses) {
+      for (const secret of secrets) if (r.text.includes(secret)) throw new Error(`a secret appeared in the response to ${r.method} ${r.path}`);
+      if (!r.requestId) throw new Error(`no X-Request-Id on ${r.method} ${r.path}`);
+      const lines = logs.filter((l) => l.event === 'http.request' && l.request_id === r.requestId);
+      if (lines.length !== 1) throw new Error(`${lines.length} request log lines for ${r.method} ${r.path} (${r.requestId})`);
+      for (const f of REQUEST_LINE_FIELDS) if (!(f in lines[0])) throw new Error(`request log line without ${f}: ${JSON.stringify(lines[0])}`);
+    }
   }
   function saveArtifacts() {
     const dir = path.join(ROOT, 'test-artifacts', 'logs');
