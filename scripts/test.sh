@@ -15,4 +15,4 @@ bash scripts/build.sh
 
 echo "== simulator + end-to-end tests (workerd via Miniflare, local D1/KV/R2)" >&2
 rm -rf test-artifacts
-node --test --test-concurrency=2 --test-timeout=180000 sim/ tests/e2e/
+node --test --test-concurrency=2 --test-timeout=180000 sim/ tests/tools/ tests/e2e/
