@@ -506,3 +506,29 @@ pub async fn audit(db: &Db, actor: &str, action: &str, target: &str, detail: &st
     )?;
     db.run(stmt).await.map(|_| ())
 }
+
+#[derive(Debug, Deserialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: Option<String>,
+    pub created_at: i64,
+}
+
+/// Admin actions, newest first, optionally for one target (a user or task id).
+pub async fn audit_log(db: &Db, target: Option<&str>, limit: u32, before_id: Option<i64>) -> AppResult<Vec<AuditRow>> {
+    let before = num(before_id.unwrap_or(i64::MAX / 2));
+    let stmt = match target {
+        Some(t) => db.stmt(
+            "SELECT id, actor, action, target, detail, created_at FROM audit_log WHERE target = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            &[text(t), before, num(i64::from(limit))],
+        )?,
+        None => db.stmt(
+            "SELECT id, actor, action, target, detail, created_at FROM audit_log WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            &[before, num(i64::from(limit))],
+        )?,
+    };
+    db.all(stmt).await
+}

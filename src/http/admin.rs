@@ -22,6 +22,7 @@ pub enum AdminRoute {
     ListTasks,
     Recheck(String),
     Diagnose,
+    Audit,
 }
 
 impl AdminRoute {
@@ -36,6 +37,7 @@ impl AdminRoute {
             AdminRoute::ListTasks => "tasks.list",
             AdminRoute::Recheck(_) => "tasks.recheck",
             AdminRoute::Diagnose => "diagnose",
+            AdminRoute::Audit => "audit",
         }
     }
 }
@@ -58,6 +60,8 @@ pub fn route(m: &Method, segs: &[&str]) -> Result<AdminRoute, Option<&'static st
         ["tasks", _, "recheck"] => Err(Some("POST")),
         ["diagnose"] if is(Method::Get) => Ok(AdminRoute::Diagnose),
         ["diagnose"] => Err(Some("GET")),
+        ["audit"] if is(Method::Get) => Ok(AdminRoute::Audit),
+        ["audit"] => Err(Some("GET")),
         _ => Err(None),
     }
 }
@@ -147,6 +151,7 @@ pub async fn dispatch(ctx: &Ctx, mut req: Request, r: AdminRoute) -> AppResult<R
             let user = store::user_by_id(&db, &id).await?.ok_or_else(AppError::not_found)?;
             match store::adjust_credits(&db, &id, amount, &reason, now).await? {
                 Some(balance) => {
+                    store::audit(&db, "admin", "credits.change", &id, &format!("{amount:+} ({reason})"), now).await?;
                     ctx.log.info("admin.credits", "credits changed by the operator", json!({ "target_user": id, "amount": amount, "balance": balance }));
                     json_response(200, &json!({ "user": user_view(&store::UserRow { credits: balance, ..user }) }))
                 }
@@ -203,6 +208,23 @@ pub async fn dispatch(ctx: &Ctx, mut req: Request, r: AdminRoute) -> AppResult<R
             store::audit(&db, "admin", "task.recheck", &id, &format!("{before} -> {}", after.state), now).await?;
             let sign = |k: &str| signed_url(&ctx.origin, &cfg.file_url_secret, k, cfg.result_url_ttl_s, now);
             json_response(200, &json!({ "task": after.view(&sign), "previous_state": before }))
+        }
+        AdminRoute::Audit => {
+            let limit = page_limit(ctx)?;
+            let before = match ctx.query("cursor").filter(|c| !c.is_empty()) {
+                None => None,
+                Some(c) => Some(c.parse::<i64>().map_err(|_| AppError::validation("cursor", "The cursor is not one this API gave out."))?),
+            };
+            let rows = store::audit_log(&db, ctx.query("target"), limit + 1, before).await?;
+            let more = rows.len() > limit as usize;
+            let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
+            let next = if more { page.last().map(|r| r.id.to_string()) } else { None };
+            let entries: Vec<Value> = page
+                .iter()
+                .map(|r| json!({ "id": r.id, "actor": r.actor, "action": r.action, "target": r.target, "detail": r.detail,
+                                 "created_at": crate::domain::time::rfc3339(r.created_at) }))
+                .collect();
+            json_response(200, &json!({ "entries": entries, "next_cursor": next }))
         }
         AdminRoute::Diagnose => Err(AppError::not_found()),
     }

@@ -160,6 +160,9 @@ test('admin credits: grants and adjustments are ledger rows with reasons; never 
   const visible = await s.api('GET', `/api/admin/users/${u.id}/ledger`, { key: SECRETS.ADMIN_TOKEN });
   assert.deepEqual(visible.body.entries.map((e) => e.reason), ['chargeback', 'support refund', 'starting credits']);
   assert.ok(visible.body.entries.every((e) => e.actor === 'admin'));
+  const audit = await s.api('GET', `/api/admin/audit?target=${u.id}`, { key: SECRETS.ADMIN_TOKEN });
+  assert.deepEqual(audit.body.entries.map((e) => [e.action, e.detail]), [['credits.change', '-12 (chargeback)'], ['credits.change', '+7 (support refund)'], ['user.create', 'Test user']]);
+  assert.ok(audit.body.entries.every((e) => e.actor === 'admin' && e.created_at));
 });
 
 test('bad input on admin endpoints gets the api.md error and changes nothing', async () => {
