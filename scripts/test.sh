@@ -6,9 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing Debian's chromium for the browser test (once)" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
 
 echo "== unit tests (native, pure core)" >&2
 cargo test --quiet
+
+echo "== lints (the Worker may not unwrap, expect, panic or index)" >&2
+cargo clippy --quiet --target wasm32-unknown-unknown -- -D warnings
 
 echo "== build the Worker once" >&2
 bash scripts/build.sh

@@ -194,8 +194,8 @@ async fn public_base_url(r: &mut Report, cfg: &Config, nonce: &str) -> bool {
     let ok = match fetch_with_timeout(&probe, Method::Get, ua_headers(), None, 10_000).await {
         Transport::Response { status, body } => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let signed = v["probe"]["signature"].as_str() == Some(expected.as_str());
-            let known = v["probe"]["known"].as_bool() == Some(true);
+            let signed = v.pointer("/probe/signature").and_then(Value::as_str) == Some(expected.as_str());
+            let known = v.pointer("/probe/known").and_then(Value::as_bool) == Some(true);
             if signed && known {
                 r.pass("public base url", format!("{base} reaches this very deployment ({})", cfg.environment));
                 true

@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 //! An image-generation backend on Cloudflare Workers that sells Kie AI's image
 //! models for credits. See README.md for the map of this crate.
 

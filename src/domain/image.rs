@@ -9,11 +9,11 @@ pub enum ImageKind {
 
 impl ImageKind {
     pub fn sniff(bytes: &[u8]) -> Option<ImageKind> {
-        if bytes.len() >= 3 && bytes[..3] == [0xFF, 0xD8, 0xFF] {
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
             Some(ImageKind::Jpeg)
-        } else if bytes.len() >= 8 && bytes[..8] == [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A] {
+        } else if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
             Some(ImageKind::Png)
-        } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        } else if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP".as_slice()) {
             Some(ImageKind::Webp)
         } else {
             None

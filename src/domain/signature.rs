@@ -116,6 +116,7 @@ pub fn verify_file_signature(
 /// Lowercase base32 (RFC 4648 alphabet), no padding: ids and tokens.
 pub fn base32(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let symbol = |v: u32| char::from(ALPHABET.get(v as usize).copied().unwrap_or(b'a'));
     let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
     let (mut buffer, mut bits) = (0u32, 0u32);
     for &b in bytes {
@@ -123,11 +124,11 @@ pub fn base32(bytes: &[u8]) -> String {
         bits += 8;
         while bits >= 5 {
             bits -= 5;
-            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
+            out.push(symbol((buffer >> bits) & 31));
         }
     }
     if bits > 0 {
-        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
+        out.push(symbol((buffer << (5 - bits)) & 31));
     }
     out
 }

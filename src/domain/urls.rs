@@ -26,13 +26,13 @@ pub fn is_private_host(host: &str) -> bool {
         return host == "::1" || host == "::" || host.starts_with("fe80") || host.starts_with("fc") || host.starts_with("fd");
     }
     let octets: Vec<u8> = host.split('.').filter_map(|p| p.parse().ok()).collect();
-    if octets.len() != 4 || host.split('.').count() != 4 {
-        return !host.contains('.');
+    match (octets.as_slice(), host.split('.').count()) {
+        ([a, b, _, _], 4) => {
+            matches!((a, b), (0, _) | (10, _) | (127, _) | (169, 254) | (192, 168) | (100, 64..=127))
+                || (*a == 172 && (16..=31).contains(b))
+        }
+        _ => !host.contains('.'),
     }
-    matches!(
-        (octets[0], octets[1]),
-        (0, _) | (10, _) | (127, _) | (169, 254) | (192, 168) | (100, 64..=127)
-    ) || (octets[0] == 172 && (16..=31).contains(&octets[1]))
 }
 
 /// Checks one client-supplied image URL: http(s), at most 2048 characters,

@@ -188,8 +188,10 @@ pub async fn dispatch(ctx: &Ctx, mut req: Request, r: AdminRoute) -> AppResult<R
                 .iter()
                 .map(|t| {
                     let mut v = t.view(&sign);
-                    v["user_id"] = json!(t.user_id);
-                    v["attempts"] = json!(t.attempts);
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("user_id".into(), json!(t.user_id));
+                        o.insert("attempts".into(), json!(t.attempts));
+                    }
                     v
                 })
                 .collect();

@@ -175,7 +175,7 @@ pub async fn create(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
         let retry = (60 - (now / 1000) % 60).max(1) as u32;
         return Err(AppError::new(ErrorCode::RateLimited, format!("You can create {} tasks a minute; try again shortly.", cfg.rate_limit_per_minute))
             .retry_after(retry)
-            .with_details(json!({ "limit_per_minute": cfg.rate_limit_per_minute })));
+            .with_details(json!({ "limit": "per_minute", "limit_per_minute": cfg.rate_limit_per_minute })));
     }
 
     let content_type = req.headers().get("Content-Type").ok().flatten().unwrap_or_default().to_ascii_lowercase();
@@ -253,7 +253,7 @@ pub async fn create(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
                 format!("You already have {active} unfinished tasks; wait for one to finish."),
             )
             .retry_after(5)
-            .with_details(json!({ "active_tasks": active, "max_active_tasks": cfg.max_active_tasks })));
+            .with_details(json!({ "limit": "active_tasks", "active_tasks": active, "max_active_tasks": cfg.max_active_tasks })));
         }
     }
     ctx.log.info(

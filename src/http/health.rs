@@ -61,7 +61,9 @@ pub async fn health(ctx: &Ctx) -> AppResult<Response> {
                 Ok(kv) => kv.get(&format!("diagnose:{nonce}")).text().await.ok().flatten().is_some(),
                 Err(_) => false,
             };
-            body["probe"] = json!({ "nonce": nonce, "signature": probe_signature(&cfg.file_url_secret, nonce), "known": known });
+            if let Some(o) = body.as_object_mut() {
+                o.insert("probe".into(), json!({ "nonce": nonce, "signature": probe_signature(&cfg.file_url_secret, nonce), "known": known }));
+            }
         }
     }
     json_response(if status == "down" { 503 } else { 200 }, &body)

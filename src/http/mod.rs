@@ -236,6 +236,7 @@ fn request_id(req: &Request) -> String {
 enum Route {
     Page(&'static str),
     Health,
+    Models,
     Create,
     ListTasks,
     GetTask(String),
@@ -255,6 +256,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Option<&'static str>> {
         ["app.js"] => only(Method::Get, "GET", Route::Page("app.js")),
         ["app.css"] => only(Method::Get, "GET", Route::Page("app.css")),
         ["api", "health"] => only(Method::Get, "GET", Route::Health),
+        ["api", "models"] => only(Method::Get, "GET", Route::Models),
         ["api", "create", "ai-image"] => only(Method::Post, "POST", Route::Create),
         ["api", "tasks"] => only(Method::Get, "GET", Route::ListTasks),
         ["api", "tasks", id] if !id.is_empty() => only(Method::Get, "GET", Route::GetTask(id.to_string())),
@@ -277,6 +279,7 @@ async fn dispatch(ctx: &Ctx, req: Request, r: Route) -> AppResult<Response> {
     match r {
         Route::Page(name) => page::serve(ctx, &req, name),
         Route::Health => health::health(ctx).await,
+        Route::Models => account::models(ctx),
         Route::Create => create::create(ctx, req).await,
         Route::ListTasks => tasks::list(ctx, &req).await,
         Route::GetTask(id) => tasks::get(ctx, &req, &id).await,
@@ -292,6 +295,7 @@ fn route_name(r: &Route) -> String {
     match r {
         Route::Page(_) => "page".into(),
         Route::Health => "health".into(),
+        Route::Models => "models".into(),
         Route::Create => "create".into(),
         Route::ListTasks => "tasks.list".into(),
         Route::GetTask(_) => "tasks.get".into(),

@@ -208,11 +208,13 @@ test('per-user limits answer 429 with Retry-After and are held in D1', async () 
     assert.deepEqual([a.status, b.status], [202, 202]);
     assert.equal(c.status, 429, 'a third unfinished task is over the cap');
     assert.equal(c.body.error.details.max_active_tasks, 2);
+    assert.equal(c.body.error.details.limit, 'active_tasks');
     assert.ok(Number(c.headers.get('retry-after')) > 0);
     const d = await never(4);
     assert.equal(d.status, 429, 'the fourth create in a minute is over the rate limit');
     assert.ok(Number(d.headers.get('retry-after')) >= 1);
     assert.equal(d.body.error.details.limit_per_minute, 3);
+    assert.equal(d.body.error.details.limit, 'per_minute');
     const [row] = await limited.sql('SELECT SUM(count) AS n FROM rate_windows WHERE user_id = ?', u.id);
     assert.equal(row.n, 4);
     assert.equal((await ledgerInvariant(limited, u.id)).balance, 96, 'refused creates cost nothing');
