@@ -192,6 +192,14 @@ async function main() {
       }
     };
 
+    // 0. the web page's first load: what a browser transfers before images.
+    report.page = {};
+    for (const asset of ['/', '/app.js', '/app.css']) {
+      const res = await fetch(url + asset);
+      const buf = Buffer.from(await res.arrayBuffer());
+      report.page[asset] = { raw_kb: kb(buf.length), gzip_kb: kb(gzipSync(buf, { level: 9 }).length), raw_bytes: buf.length };
+    }
+
     // 1. health
     const health = await load('health', { ...run, expect: 200, make: () => [`${url}/api/health`] });
 
@@ -312,6 +320,12 @@ function render(r) {
   line();
   line('Bundle                       raw KB   gzip-9 KB');
   for (const [f, b] of Object.entries(r.bundle)) line(`${pad(f, 24, false)} ${pad(fmt(b.raw_kb), 10)} ${pad(fmt(b.gzip_kb), 11)}`);
+  if (r.page) {
+    for (const [f, b] of Object.entries(r.page)) line(`${pad(`page ${f}`, 24, false)} ${pad(fmt(b.raw_kb), 10)} ${pad(fmt(b.gzip_kb), 11)}`);
+    const total = Object.values(r.page).reduce((s, b) => s + b.raw_kb, 0);
+    const gz = Object.values(r.page).reduce((s, b) => s + b.gzip_kb, 0);
+    line(`${pad('page first load total', 24, false)} ${pad(fmt(total), 10)} ${pad(fmt(gz), 11)}   (target < 100 KB before images)`);
+  }
   line();
   line('Latency (client, loopback, simulator stepMs 1)          |  per request, median of Worker log lines');
   line('route                                   p50 ms   p95 ms    req/s  | srv ms  D1 q  rows rd  rows wr  Kie  rd min-max');

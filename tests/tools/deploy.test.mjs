@@ -64,3 +64,14 @@ test('a ready environment passes the checks', () => {
   assert.match(r.stdout, /ready to deploy to https:\/\/banana-worker-production/);
   assert.match(r.stderr, /KIE_WEBHOOK_HMAC_KEY is not set/);
 });
+
+test('wrangler itself accepts the production section (deploy --dry-run, offline)', { timeout: 180000 }, () => {
+  const r = spawnSync('npx', ['wrangler', 'deploy', '--dry-run', '--env', 'production', '--outdir', mkdtempSync(path.join(tmpdir(), 'dist-'))], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
+  });
+  assert.equal(r.status, 0, r.stderr + r.stdout);
+  for (const binding of ['env.DB', 'env.CACHE', 'env.FILES', 'env.ENVIRONMENT ("production")']) assert.ok(r.stdout.includes(binding), binding);
+  assert.match(r.stdout, /Total Upload: [\d.]+ KiB \/ gzip: [\d.]+ KiB/);
+});
