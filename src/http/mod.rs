@@ -30,11 +30,15 @@ pub struct Ctx {
     /// `scheme://host[:port]` of this request.
     pub origin: String,
     pub query: Vec<(String, String)>,
+    /// The configuration, read at most once per request.
+    config: std::cell::OnceCell<Result<Rc<Config>, AppError>>,
 }
 
 impl Ctx {
     pub fn config(&self) -> AppResult<Rc<Config>> {
-        crate::edge::read_config(&self.env).map(Rc::new).map_err(|problems| config_error(&problems))
+        self.config
+            .get_or_init(|| crate::edge::read_config(&self.env).map(Rc::new).map_err(|problems| config_error(&problems)))
+            .clone()
     }
 
     pub fn db(&self) -> AppResult<Db> {
@@ -357,6 +361,7 @@ pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Response {
         request_id: request_id.clone(),
         origin,
         query: parse_query(&query),
+        config: std::cell::OnceCell::new(),
     };
 
     let result = match route(&method, &path) {
@@ -375,6 +380,7 @@ pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Response {
     let status = resp.status_code();
     let h = resp.headers_mut();
     let _ = h.set("X-Request-Id", &request_id);
+    let _ = h.set("X-Content-Type-Options", "nosniff");
     if !h.has("Cache-Control").unwrap_or(false) {
         let _ = h.set("Cache-Control", "no-store");
     }

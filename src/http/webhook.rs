@@ -98,6 +98,14 @@ async fn confirm(p: Pipeline, task_id: String) {
                         p.log.error("callback.confirm_failed", "could not apply the callback", json!({ "task_id": task_id, "cause": e.internal }));
                     }
                 }
+                // The request line was written before this work: account for it here.
+                let (d1_queries, d1_rows_read, d1_rows_written, kie_calls) = p.log.counters();
+                p.log.info(
+                    "callback.confirmed",
+                    "callback confirmed with Kie",
+                    json!({ "task_id": task_id, "d1_queries": d1_queries, "d1_rows_read": d1_rows_read,
+                            "d1_rows_written": d1_rows_written, "kie_calls": kie_calls }),
+                );
                 return;
             }
             Ok(false) => {
