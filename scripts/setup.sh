@@ -43,5 +43,6 @@ fi
 
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 say "applying D1 migrations to the local database"
-npx wrangler d1 migrations apply DB --local --persist-to .wrangler/state >/dev/null
+# CI=true: apply without the interactive confirmation (a local database only).
+CI=true npx wrangler d1 migrations apply DB --local --persist-to .wrangler/state >/dev/null
 say "ready"
