@@ -1,7 +1,7 @@
 //! `GET /api/me` and `GET /api/me/ledger`.
 
-use super::{authenticate, json_response, page_limit, Ctx};
-use crate::domain::error::{AppError, AppResult};
+use super::{authenticate, id_cursor, json_response, page_limit, paginate, Ctx};
+use crate::domain::error::AppResult;
 use crate::domain::time::rfc3339;
 use crate::edge::store::{self, UserRow};
 use serde_json::{json, Value};
@@ -40,14 +40,8 @@ pub async fn me(ctx: &Ctx, req: &Request) -> AppResult<Response> {
 
 pub async fn ledger_page(ctx: &Ctx, db: &crate::edge::db::Db, user_id: &str) -> AppResult<Value> {
     let limit = page_limit(ctx)?;
-    let before = match ctx.query("cursor").filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| AppError::validation("cursor", "The cursor is not one this API gave out."))?),
-    };
-    let rows = store::ledger(db, user_id, limit + 1, before).await?;
-    let more = rows.len() > limit as usize;
-    let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
-    let next_cursor = if more { page.last().map(|r| r.id.to_string()) } else { None };
+    let rows = store::ledger(db, user_id, limit + 1, id_cursor(ctx)?).await?;
+    let (page, next_cursor) = paginate(rows, limit, |r| r.id.to_string());
     let entries: Vec<Value> = page
         .iter()
         .map(|r| {

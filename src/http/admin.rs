@@ -3,7 +3,7 @@
 
 use super::account::{ledger_page, user_view};
 use super::files::signed_url;
-use super::{authenticate_admin, decode_cursor, encode_cursor, json_response, page_limit, random_bytes, read_json, Ctx};
+use super::{authenticate_admin, decode_cursor, encode_cursor, id_cursor, json_response, page_limit, paginate, random_bytes, read_json, Ctx};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::signature::{api_key_hash, new_api_key, new_id};
 use crate::domain::task::TaskState;
@@ -125,9 +125,7 @@ pub async fn dispatch(ctx: &Ctx, mut req: Request, r: AdminRoute) -> AppResult<R
         AdminRoute::ListUsers => {
             let limit = page_limit(ctx)?;
             let users = store::list_users(&db, limit + 1, decode_cursor(ctx)?).await?;
-            let more = users.len() > limit as usize;
-            let page: Vec<_> = users.into_iter().take(limit as usize).collect();
-            let next = if more { page.last().map(|u| encode_cursor(u.created_at, &u.id)) } else { None };
+            let (page, next) = paginate(users, limit, |u| encode_cursor(u.created_at, &u.id));
             json_response(200, &json!({ "users": page.iter().map(user_view).collect::<Vec<_>>(), "next_cursor": next }))
         }
         AdminRoute::GetUser(id) => {
@@ -180,9 +178,7 @@ pub async fn dispatch(ctx: &Ctx, mut req: Request, r: AdminRoute) -> AppResult<R
             } else {
                 store::list_tasks(&db, ctx.query("user_id"), state.map(|s| s.as_str()), limit + 1, decode_cursor(ctx)?).await?
             };
-            let more = !stuck && tasks.len() > limit as usize;
-            let page: Vec<_> = tasks.into_iter().take(limit as usize).collect();
-            let next = if more { page.last().map(|t| encode_cursor(t.created_at, &t.id)) } else { None };
+            let (page, next) = paginate(tasks, limit, |t| encode_cursor(t.created_at, &t.id));
             let sign = |k: &str| signed_url(&ctx.origin, &cfg.file_url_secret, k, cfg.result_url_ttl_s, now);
             let views: Vec<Value> = page
                 .iter()
@@ -213,14 +209,8 @@ pub async fn dispatch(ctx: &Ctx, mut req: Request, r: AdminRoute) -> AppResult<R
         }
         AdminRoute::Audit => {
             let limit = page_limit(ctx)?;
-            let before = match ctx.query("cursor").filter(|c| !c.is_empty()) {
-                None => None,
-                Some(c) => Some(c.parse::<i64>().map_err(|_| AppError::validation("cursor", "The cursor is not one this API gave out."))?),
-            };
-            let rows = store::audit_log(&db, ctx.query("target"), limit + 1, before).await?;
-            let more = rows.len() > limit as usize;
-            let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
-            let next = if more { page.last().map(|r| r.id.to_string()) } else { None };
+            let rows = store::audit_log(&db, ctx.query("target"), limit + 1, id_cursor(ctx)?).await?;
+            let (page, next) = paginate(rows, limit, |r| r.id.to_string());
             let entries: Vec<Value> = page
                 .iter()
                 .map(|r| json!({ "id": r.id, "actor": r.actor, "action": r.action, "target": r.target, "detail": r.detail,

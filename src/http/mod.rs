@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod create;
+mod extract;
 pub mod files;
 pub mod health;
 mod page;
@@ -20,6 +21,8 @@ use crate::pipeline::{now_ms, Pipeline};
 use serde_json::{json, Value};
 use std::rc::Rc;
 use worker::{Context, Env, Method, Request, Response};
+
+pub use extract::{check_length, decode_cursor, encode_cursor, id_cursor, page_limit, paginate, parse_query, percent_decode, read_json, too_large};
 
 /// Everything a handler needs about the current request.
 pub struct Ctx {
@@ -125,105 +128,6 @@ pub fn json_response(status: u16, body: &Value) -> AppResult<Response> {
     let resp = Response::from_json(body).map_err(|e| AppError::internal(format!("json response: {e}")))?;
     let _ = resp.headers().set("Content-Type", "application/json; charset=utf-8");
     Ok(resp.with_status(status))
-}
-
-/// Reads a JSON body with a size limit decided before reading it.
-pub async fn read_json(req: &mut Request, max_bytes: u64) -> AppResult<Value> {
-    let ct = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
-    if !ct.to_ascii_lowercase().starts_with("application/json") {
-        return Err(AppError::new(ErrorCode::UnsupportedMediaType, "Send the body as application/json."));
-    }
-    check_length(req, max_bytes)?;
-    let bytes = req.bytes().await.map_err(|e| AppError::invalid_request("Could not read the request body.").with_internal(e.to_string()))?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(too_large(max_bytes));
-    }
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| AppError::new(ErrorCode::InvalidJson, format!("The body is not valid JSON: {e}.")))?;
-    if !value.is_object() {
-        return Err(AppError::new(ErrorCode::InvalidRequest, "The body must be a JSON object."));
-    }
-    Ok(value)
-}
-
-pub fn too_large(max: u64) -> AppError {
-    AppError::new(ErrorCode::PayloadTooLarge, format!("The request body is larger than the limit of {max} bytes."))
-        .with_details(json!({ "max_bytes": max }))
-}
-
-/// Refuses a body whose declared length is over the limit, before reading it.
-pub fn check_length(req: &Request, max_bytes: u64) -> AppResult<Option<u64>> {
-    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
-    match declared {
-        Some(n) if n > max_bytes => Err(too_large(max_bytes)),
-        other => Ok(other),
-    }
-}
-
-/// Splits `a=1&b=2` (percent-decoded, `+` as space).
-pub fn parse_query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escaped = (b == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b, escaped) {
-            (_, Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (other, None) => {
-                out.push(other);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Pagination limit: 1..=100, default 20.
-pub fn page_limit(ctx: &Ctx) -> AppResult<u32> {
-    match ctx.query("limit") {
-        None => Ok(20),
-        Some(v) => match v.parse::<u32>() {
-            Ok(n) if (1..=100).contains(&n) => Ok(n),
-            _ => Err(AppError::validation("limit", "limit must be a whole number from 1 to 100.")),
-        },
-    }
-}
-
-/// Cursor for (created_at, id) keyset pagination, opaque to clients.
-pub fn encode_cursor(ts: i64, id: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ts}|{id}"))
-}
-
-pub fn decode_cursor(ctx: &Ctx) -> AppResult<Option<(i64, String)>> {
-    use base64::Engine;
-    let Some(raw) = ctx.query("cursor").filter(|c| !c.is_empty()) else { return Ok(None) };
-    let bad = || AppError::validation("cursor", "The cursor is not one this API gave out.");
-    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
-    let text = String::from_utf8(decoded).map_err(|_| bad())?;
-    let (ts, id) = text.split_once('|').ok_or_else(bad)?;
-    Ok(Some((ts.parse().map_err(|_| bad())?, id.to_string())))
 }
 
 fn request_id(req: &Request) -> String {

@@ -1,7 +1,7 @@
 //! `GET /api/tasks/:id` (with the polling fallback) and `GET /api/tasks`.
 
 use super::files::signed_url;
-use super::{authenticate, decode_cursor, encode_cursor, json_response, page_limit, user_key_hash, Ctx};
+use super::{authenticate, decode_cursor, encode_cursor, json_response, page_limit, paginate, user_key_hash, Ctx};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::task::TaskState;
 use crate::edge::store;
@@ -62,9 +62,7 @@ pub async fn list(ctx: &Ctx, req: &Request) -> AppResult<Response> {
     };
     let cursor = decode_cursor(ctx)?;
     let tasks = store::list_tasks(&db, Some(&user.id), state.map(|s| s.as_str()), limit + 1, cursor).await?;
-    let more = tasks.len() > limit as usize;
-    let page: Vec<_> = tasks.into_iter().take(limit as usize).collect();
-    let next_cursor = if more { page.last().map(|t| encode_cursor(t.created_at, &t.id)) } else { None };
+    let (page, next_cursor) = paginate(tasks, limit, |t| encode_cursor(t.created_at, &t.id));
     let secret = cfg.file_url_secret.clone();
     let origin = ctx.origin.clone();
     let sign = |k: &str| signed_url(&origin, &secret, k, cfg.result_url_ttl_s, now_ms());

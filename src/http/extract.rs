@@ -1,0 +1,124 @@
+//! Taking requests apart: JSON bodies with a size limit decided before reading,
+//! query strings, pagination limits and cursors. Every failure is an
+//! [`AppError`] with the api.md code.
+
+use super::Ctx;
+use crate::domain::error::{AppError, AppResult, ErrorCode};
+use serde_json::{json, Value};
+use worker::Request;
+
+/// Reads a JSON body with a size limit decided before reading it.
+pub async fn read_json(req: &mut Request, max_bytes: u64) -> AppResult<Value> {
+    let ct = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
+    if !ct.to_ascii_lowercase().starts_with("application/json") {
+        return Err(AppError::new(ErrorCode::UnsupportedMediaType, "Send the body as application/json."));
+    }
+    check_length(req, max_bytes)?;
+    let bytes = req.bytes().await.map_err(|e| AppError::invalid_request("Could not read the request body.").with_internal(e.to_string()))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(max_bytes));
+    }
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::new(ErrorCode::InvalidJson, format!("The body is not valid JSON: {e}.")))?;
+    if !value.is_object() {
+        return Err(AppError::new(ErrorCode::InvalidRequest, "The body must be a JSON object."));
+    }
+    Ok(value)
+}
+
+pub fn too_large(max: u64) -> AppError {
+    AppError::new(ErrorCode::PayloadTooLarge, format!("The request body is larger than the limit of {max} bytes."))
+        .with_details(json!({ "max_bytes": max }))
+}
+
+/// Refuses a body whose declared length is over the limit, before reading it.
+pub fn check_length(req: &Request, max_bytes: u64) -> AppResult<Option<u64>> {
+    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max_bytes => Err(too_large(max_bytes)),
+        other => Ok(other),
+    }
+}
+
+/// Splits `a=1&b=2` (percent-decoded, `+` as space).
+pub fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escaped = (b == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, escaped) {
+            (_, Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (other, None) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Pagination limit: 1..=100, default 20.
+pub fn page_limit(ctx: &Ctx) -> AppResult<u32> {
+    match ctx.query("limit") {
+        None => Ok(20),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=100).contains(&n) => Ok(n),
+            _ => Err(AppError::validation("limit", "limit must be a whole number from 1 to 100.")),
+        },
+    }
+}
+
+/// Cursor for (created_at, id) keyset pagination, opaque to clients.
+pub fn encode_cursor(ts: i64, id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ts}|{id}"))
+}
+
+pub fn decode_cursor(ctx: &Ctx) -> AppResult<Option<(i64, String)>> {
+    use base64::Engine;
+    let Some(raw) = ctx.query("cursor").filter(|c| !c.is_empty()) else { return Ok(None) };
+    let bad = || AppError::validation("cursor", "The cursor is not one this API gave out.");
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (ts, id) = text.split_once('|').ok_or_else(bad)?;
+    Ok(Some((ts.parse().map_err(|_| bad())?, id.to_string())))
+}
+
+
+/// The `cursor` of pages keyed by a row id (ledger, audit).
+pub fn id_cursor(ctx: &Ctx) -> AppResult<Option<i64>> {
+    match ctx.query("cursor").filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(c) => c.parse().map(Some).map_err(|_| AppError::validation("cursor", "The cursor is not one this API gave out.")),
+    }
+}
+
+/// Splits `limit + 1` rows into one page and the cursor of the next page, if any.
+pub fn paginate<T>(mut rows: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(cursor_of) } else { None };
+    (rows, next)
+}
