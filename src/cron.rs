@@ -85,7 +85,9 @@ async fn run_inner(env: &Env, log: &Log, started: i64) -> AppResult<serde_json::
             break;
         }
     }
-    let summary = json!({ "submitted": submitted, "deferred": deferred, "failed_submissions": failed, "refreshed": refreshed });
+    let pruned = store::prune_rate_windows(&db, now_ms()).await?;
+    let summary = json!({ "submitted": submitted, "deferred": deferred, "failed_submissions": failed, "refreshed": refreshed,
+                          "rate_windows_pruned": pruned });
     store::record_cron_run(&db, started, now_ms(), &summary.to_string()).await?;
     Ok(summary)
 }

@@ -463,6 +463,12 @@ pub async fn quiet_active(db: &Db, now: i64, quiet_ms: i64, limit: u32) -> AppRe
     db.all(stmt).await
 }
 
+/// Forgets per-user rate windows older than an hour (they only matter for a minute).
+pub async fn prune_rate_windows(db: &Db, now: i64) -> AppResult<usize> {
+    let stmt = db.stmt("DELETE FROM rate_windows WHERE window_start < ?1 - 3600000", &[num(now)])?;
+    db.run(stmt).await
+}
+
 pub async fn record_cron_run(db: &Db, started: i64, finished: i64, summary: &str) -> AppResult<()> {
     let stmt = db.stmt(
         "INSERT INTO cron_runs (started_at, finished_at, summary) VALUES (?1, ?2, ?3)",

@@ -111,6 +111,17 @@ test('each required setting removed in turn is named by health and diagnose, and
   }
 });
 
+test('the cron records and logs each run, and prunes old rate-limit windows', async () => {
+  await s.sql('INSERT INTO rate_windows (user_id, window_start, count) VALUES (?, ?, 1), (?, ?, 1)', 'usr_old', 0, 'usr_new', Date.now());
+  await s.cron();
+  const left = await s.sql("SELECT user_id FROM rate_windows WHERE user_id IN ('usr_old', 'usr_new')");
+  assert.deepEqual(left.map((r) => r.user_id), ['usr_new']);
+  const line = [...s.logs].reverse().find((l) => l.event === 'cron.run');
+  assert.ok(line.summary.rate_windows_pruned >= 1 && typeof line.duration_ms === 'number', JSON.stringify(line));
+  const [run] = await s.sql('SELECT summary FROM cron_runs ORDER BY id DESC LIMIT 1');
+  assert.equal(JSON.parse(run.summary).rate_windows_pruned, line.summary.rate_windows_pruned);
+});
+
 test("one task's events can be pulled together by its id, across requests", async () => {
   const u = await s.createUser(5);
   const r = await s.api('POST', '/api/create/ai-image', { key: u.key, json: { model: 'nano-banana', prompt: 'trace me' } });
