@@ -1,5 +1,5 @@
 // Kie AI simulator: an in-process / standalone HTTP server that behaves like api.kie.ai,
-// the Kie upload host and the Kie tempfile CDN, following /work/shared/kie-api.md.
+// the Kie upload host and the Kie tempfile CDN, following Kie's documented and observed behaviour (docs.kie.ai).
 // Zero dependencies: node built-ins only.
 //
 //   import { startKieSim } from './sim/kie-sim.mjs';
@@ -174,7 +174,7 @@ function newStats() {
 // Small helpers
 // ---------------------------------------------------------------------------------------------
 
-/** base64(HMAC-SHA256(key, taskId + "." + timestamp)), as in kie-api.md §5. */
+/** base64(HMAC-SHA256(key, taskId + "." + timestamp)), as in Kie's webhook-verification docs. */
 export function signWebhook(key, taskId, timestamp) {
   return crypto.createHmac('sha256', Buffer.from(String(key), 'utf8')).update(`${taskId}.${timestamp}`, 'utf8').digest('base64');
 }

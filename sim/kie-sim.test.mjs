@@ -10,7 +10,7 @@ const KEY = 'sim-key';
 const PNG_SIG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// Verifier written from kie-api.md §5, independent of the simulator's own signer.
+// Verifier written from Kie's webhook-verification docs, independent of the simulator's own signer.
 function verifyKieSignature(hmacKey, taskId, timestamp, signature) {
   const expected = crypto.createHmac('sha256', hmacKey).update(`${taskId}.${timestamp}`).digest('base64');
   return expected.length === signature.length && crypto.timingSafeEqual(Buffer.from(expected), Buffer.from(signature));
@@ -536,7 +536,7 @@ describe('faults', () => {
 });
 
 describe('callbacks', () => {
-  test('HMAC signature matches the kie-api.md §5 test vector', () => {
+  test('HMAC signature matches the documented test vector', () => {
     const want = 'U6g7KIxUE8sH3FB3oyeHwIqop1qL+NM/XVa03KVbXCc=';
     assert.equal(signWebhook('test-webhook-hmac-key', 'b31f0a77d507765367dc8f5868ba3ceb', '1769670760'), want);
     assert.ok(verifyKieSignature('test-webhook-hmac-key', 'b31f0a77d507765367dc8f5868ba3ceb', '1769670760', want));

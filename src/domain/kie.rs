@@ -1,7 +1,7 @@
 //! Kie's wire formats, parsed without I/O: the `{code,msg,data}` envelope, the
 //! outcome of a create call, task status from `recordInfo`/`record-info`, and
 //! every callback shape we have seen. All parsers are tolerant of missing,
-//! null and string-encoded fields (kie-api.md §3, §4, §6, §12).
+//! null and string-encoded fields, as Kie sends them.
 
 use super::model::Family;
 use serde_json::Value;
