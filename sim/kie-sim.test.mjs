@@ -126,6 +126,8 @@ beforeEach(async () => {
 
 describe('jobs API', () => {
   test('create + poll to success for every model, string-encoded param/resultJson', async () => {
+    // Slow enough that the first read surely sees a running task, even on a loaded machine.
+    await control('config', { stepMs: 300 });
     const cases = [
       ['google/nano-banana', { prompt: 'a red banana' }, 'png'],
       ['google/nano-banana-edit', { prompt: 'make it blue', image_urls: [`${auxUrl}/img.png`] }, 'png'],
@@ -362,6 +364,7 @@ describe('result files', () => {
 
 describe('4o and flux families', () => {
   test('4o: generate + record-info to success (response.resultUrls, successFlag, progress string)', async () => {
+    await control('config', { stepMs: 300 }); // the first read must see it running
     const c = await api('/api/v1/gpt4o-image/generate', { method: 'POST', body: { prompt: 'banana', size: '3:2', nVariants: 2 } });
     assert.equal(c.json.code, 200);
     const id = c.json.data.taskId;
