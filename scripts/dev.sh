@@ -13,6 +13,20 @@ PORT=${PORT:-8787}
 node sim/kie-sim.mjs --port "$SIM_PORT" --api-key "$(grep '^KIEAI_APIKEY=' .dev.vars | cut -d= -f2-)" &
 SIM_PID=$!
 trap 'kill $SIM_PID 2>/dev/null || true' EXIT
+# Make sure it is our simulator that answers on that port before starting the Worker.
+if ! node -e '
+  const url = process.argv[1];
+  const deadline = Date.now() + 10000;
+  (async () => {
+    while (Date.now() < deadline) {
+      try { if ((await fetch(url)).ok) process.exit(0); } catch {}
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    process.exit(1);
+  })();' "http://127.0.0.1:$SIM_PORT/_sim/stats" || ! kill -0 "$SIM_PID" 2>/dev/null; then
+  echo "The Kie simulator did not start on port $SIM_PORT (is the port in use? set KIE_SIM_PORT)" >&2
+  exit 1
+fi
 
 echo "Kie simulator: http://127.0.0.1:$SIM_PORT   Worker: http://127.0.0.1:$PORT   (admin token: see .dev.vars)" >&2
 npx wrangler dev --port "$PORT" --ip 127.0.0.1 --persist-to .wrangler/state --test-scheduled \

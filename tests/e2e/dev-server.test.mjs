@@ -4,28 +4,36 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { ROOT, requireBuild, waitFor } from './harness.mjs';
 
-const freePort = () => new Promise((resolve) => {
+// dev.sh binds its ports seconds after they are chosen: take them below the
+// kernel's ephemeral range, so no other test's listen(0) can grab them meanwhile.
+const portIsFree = (port) => new Promise((resolve) => {
   const srv = createServer();
-  srv.listen(0, '127.0.0.1', () => {
-    const { port } = srv.address();
-    srv.close(() => resolve(port));
-  });
+  srv.once('error', () => resolve(false));
+  srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
 });
+async function quietPort() {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    if (await portIsFree(port)) return port;
+  }
+}
 
 let child;
+let output = '';
 after(() => {
   if (child && child.exitCode === null) process.kill(-child.pid, 'SIGTERM');
+  mkdirSync(path.join(ROOT, 'test-artifacts', 'logs'), { recursive: true });
+  writeFileSync(path.join(ROOT, 'test-artifacts', 'logs', 'dev-server.log'), output);
 });
 
 test('scripts/dev.sh serves the walk-through end to end', { timeout: 240000 }, async () => {
   requireBuild();
-  const [port, simPort] = [await freePort(), await freePort()];
-  let output = '';
+  const [port, simPort] = [await quietPort(), await quietPort()];
   child = spawn('bash', ['scripts/dev.sh'], { cwd: ROOT, detached: true, env: { ...process.env, PORT: String(port), KIE_SIM_PORT: String(simPort) } });
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));
@@ -50,7 +58,7 @@ test('scripts/dev.sh serves the walk-through end to end', { timeout: 240000 }, a
     const t = (await (await fetch(`${w}/api/tasks/${id}`, { headers: { authorization: `Bearer ${key}` } })).json()).task;
     return t.state === 'succeeded' || t.state === 'failed' ? t : null;
   }, { what: 'the walk-through task' });
-  assert.equal(task.state, 'succeeded');
+  assert.equal(task.state, 'succeeded', `${JSON.stringify(task.error)}\n${output.split('\n').filter((l) => l.includes(id)).join('\n').slice(-4000)}`);
   const img = await fetch(task.results[0].url);
   assert.equal(img.status, 200);
   const bytes = Buffer.from(await img.arrayBuffer());
