@@ -5,23 +5,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
-import { ROOT, requireBuild, waitFor } from './harness.mjs';
-
-// dev.sh binds its ports seconds after they are chosen: take them below the
-// kernel's ephemeral range, so no other test's listen(0) can grab them meanwhile.
-const portIsFree = (port) => new Promise((resolve) => {
-  const srv = createServer();
-  srv.once('error', () => resolve(false));
-  srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-});
-async function quietPort() {
-  for (;;) {
-    const port = 20000 + Math.floor(Math.random() * 10000);
-    if (await portIsFree(port)) return port;
-  }
-}
+import { ROOT, requireBuild, waitFor, quietPort } from './harness.mjs';
 
 let child;
 let output = '';

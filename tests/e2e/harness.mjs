@@ -27,16 +27,21 @@ export const HMAC_KEY = 'hmac-test-key-2c4e6a8b0d';
 export const REQUEST_LINE_FIELDS = ['ts', 'level', 'msg', 'request_id', 'route', 'event', 'method', 'path', 'status', 'duration_ms',
   'error_code', 'd1_queries', 'd1_rows_read', 'd1_rows_written', 'kie_calls'];
 
-async function freePort() {
-  return new Promise((resolve, reject) => {
+// Worker ports are taken below the kernel's ephemeral range (where every
+// listen(0) of the other test processes lands), at random, retried if taken.
+export function portIsFree(port) {
+  return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
+}
+export async function quietPort() {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    if (await portIsFree(port)) return port;
+  }
 }
 
 function migrationStatements() {
@@ -74,8 +79,8 @@ export async function waitFor(fn, { timeoutMs = 15000, intervalMs = 100, what = 
  */
 export async function startStack(opts = {}) {
   const sim = await startKieSim({ port: 0, host: '127.0.0.1', apiKey: SECRETS.KIEAI_APIKEY, hmacKey: opts.hmac ? HMAC_KEY : null, stepMs: 120, ...(opts.sim || {}) });
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  let port = await quietPort();
+  let url = `http://127.0.0.1:${port}`;
   const bindings = {
     ENVIRONMENT: 'test',
     KIE_API_BASE: sim.url,
@@ -112,7 +117,7 @@ export async function startStack(opts = {}) {
     });
   };
 
-  const mf = new Miniflare({
+  const options = () => ({
     modules: true,
     scriptPath: path.join(ROOT, 'build/index.js'),
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
@@ -128,7 +133,22 @@ export async function startStack(opts = {}) {
       pipe(stderr);
     },
   });
-  await mf.ready;
+  let mf;
+  for (let attempt = 1; ; attempt++) {
+    mf = new Miniflare(options());
+    try {
+      await mf.ready;
+      break;
+    } catch (e) {
+      await mf.dispose().catch(() => {});
+      if (attempt >= 5) throw e;
+      // Taken meanwhile by another test process: another port.
+      const previous = url;
+      port = await quietPort();
+      url = `http://127.0.0.1:${port}`;
+      if (bindings.PUBLIC_BASE_URL === previous) bindings.PUBLIC_BASE_URL = url;
+    }
+  }
 
   const db = await mf.getD1Database('DB');
   await db.prepare('CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)').run();
