@@ -10,20 +10,26 @@ bash scripts/build.sh
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 SIM_PORT=${KIE_SIM_PORT:-8790}
 PORT=${PORT:-8787}
-node sim/kie-sim.mjs --port "$SIM_PORT" --api-key "$(grep '^KIEAI_APIKEY=' .dev.vars | cut -d= -f2-)" &
+# The key goes through the environment, never the command line (process lists).
+export KIE_SIM_API_KEY
+KIE_SIM_API_KEY=$(grep '^KIEAI_APIKEY=' .dev.vars | cut -d= -f2-)
+node sim/kie-sim.mjs --port "$SIM_PORT" &
 SIM_PID=$!
 trap 'kill $SIM_PID 2>/dev/null || true' EXIT
-# Make sure it is our simulator that answers on that port before starting the Worker.
+# Make sure it is our simulator (it knows our key) that answers on that port.
 if ! node -e '
-  const url = process.argv[1];
+  const [url, key] = [process.argv[1], process.env.KIE_SIM_API_KEY];
   const deadline = Date.now() + 10000;
   (async () => {
     while (Date.now() < deadline) {
-      try { if ((await fetch(url)).ok) process.exit(0); } catch {}
+      try {
+        const r = await fetch(url, { headers: { authorization: `Bearer ${key}` } });
+        if ((await r.json()).code === 200) process.exit(0);
+      } catch {}
       await new Promise((r) => setTimeout(r, 100));
     }
     process.exit(1);
-  })();' "http://127.0.0.1:$SIM_PORT/_sim/stats" || ! kill -0 "$SIM_PID" 2>/dev/null; then
+  })();' "http://127.0.0.1:$SIM_PORT/api/v1/chat/credit" || ! kill -0 "$SIM_PID" 2>/dev/null; then
   echo "The Kie simulator did not start on port $SIM_PORT (is the port in use? set KIE_SIM_PORT)" >&2
   exit 1
 fi
