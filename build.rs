@@ -19,8 +19,9 @@ fn main() {
     println!("cargo:rustc-env=BUILD_GIT_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     println!("cargo:rustc-env=BUILD_TIME={secs}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/index");
+    for git_file in [".git/HEAD", ".git/index", ".git/refs/heads", ".git/packed-refs"] {
+        println!("cargo:rerun-if-changed={git_file}");
+    }
 
     let out_dir = std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into());
 

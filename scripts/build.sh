@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 stamp=build/.stamp
 if [ -f "$stamp" ] && [ -f build/index.js ] && [ -z "${FORCE_BUILD:-}" ]; then
-  newer=$(find src web migrations Cargo.toml Cargo.lock build.rs -newer "$stamp" -print -quit 2>/dev/null || true)
+  # A new commit counts too: /api/health reports the commit the wasm was built from.
+  newer=$(find src web migrations Cargo.toml Cargo.lock build.rs .git/HEAD .git/refs/heads -newer "$stamp" -print -quit 2>/dev/null || true)
   if [ -z "$newer" ]; then
     echo "build: up to date ($(wc -c < build/index_bg.wasm 2>/dev/null || echo ?) bytes of wasm)" >&2
     exit 0

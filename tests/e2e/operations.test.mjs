@@ -111,6 +111,22 @@ test('each required setting removed in turn is named by health and diagnose, and
   }
 });
 
+test('a cron that never ran is a failure in production and only a note elsewhere', async () => {
+  const fresh = await startStack({ name: 'no-cron' });
+  const prod = await startStack({ name: 'no-cron-prod', vars: { ENVIRONMENT: 'production', PUBLIC_BASE_URL: 'https://banana.example.invalid' } });
+  try {
+    const dev = await fresh.admin('GET', '/api/admin/diagnose');
+    assert.equal(statusOf(dev.body, 'cron'), 'skip');
+    assert.match(dev.body.checks.find((c) => c.name === 'cron').hint, /__scheduled/);
+    const p = await prod.admin('GET', '/api/admin/diagnose');
+    assert.equal(statusOf(p.body, 'cron'), 'fail');
+    // In production the Kie API must be https: the simulator's http URL is named.
+    assert.ok(onlyFailing(p.body).includes('setting KIE_API_BASE'), JSON.stringify(p.body.checks));
+  } finally {
+    await Promise.all([fresh.close(), prod.close()]);
+  }
+});
+
 test('the cron records and logs each run, and prunes old rate-limit windows', async () => {
   await s.sql('INSERT INTO rate_windows (user_id, window_start, count) VALUES (?, ?, 1), (?, ?, 1)', 'usr_old', 0, 'usr_new', Date.now());
   await s.cron();
