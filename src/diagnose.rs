@@ -7,13 +7,13 @@ use crate::domain::config::{Config, ConfigProblem, REQUIRED_SECRETS};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::kie::Transport;
 use crate::edge::db::Db;
-use crate::edge::kie_client::{fetch_with_timeout, KieClient, USER_AGENT};
+use crate::edge::kie_client::{fetch_with_timeout, ua_headers, KieClient};
 use crate::edge::{read_config, setting};
 use crate::http::{authenticate_admin, config_error, json_response, random_bytes, Ctx};
 use crate::pipeline::{now_ms, FILES_BUCKET};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{Headers, Method, Request, Response};
+use worker::{Method, Request, Response};
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
@@ -42,12 +42,6 @@ const PROBE_PNG: &[u8] = &[
     0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49,
     0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
-
-fn ua_headers() -> Headers {
-    let h = Headers::new();
-    let _ = h.set("User-Agent", USER_AGENT);
-    h
-}
 
 pub async fn run(ctx: &Ctx, req: &Request) -> AppResult<Response> {
     let admin_token = setting(&ctx.env, "ADMIN_TOKEN").ok_or_else(|| {

@@ -10,11 +10,11 @@ use crate::domain::kie::{CreateOutcome, ProviderStatus, RecordOutcome, Transport
 use crate::domain::model::{find_model, GenerationRequest};
 use crate::domain::task::{next_step, Step, StoredResult, TaskFailure, TaskRecord, TaskState};
 use crate::edge::db::Db;
-use crate::edge::kie_client::{encode_query, fetch_with_timeout, KieClient, USER_AGENT};
+use crate::edge::kie_client::{encode_query, fetch_with_timeout, ua_headers, KieClient};
 use crate::edge::log::Log;
 use serde_json::json;
 use std::rc::Rc;
-use worker::{Env, Headers, HttpMetadata, Method};
+use worker::{Env, HttpMetadata, Method};
 
 pub const FILES_BUCKET: &str = "FILES";
 const SUBMIT_LEASE_MS: i64 = 60_000;
@@ -261,10 +261,8 @@ impl Pipeline {
         let bucket = self.env.bucket(FILES_BUCKET).map_err(|e| CopyError::Transient(format!("r2 binding: {e}")))?;
         let mut stored = Vec::new();
         for (i, url) in urls.iter().take(10).enumerate() {
-            let headers = Headers::new();
-            let _ = headers.set("User-Agent", USER_AGENT);
             let started = now_ms();
-            let t = fetch_with_timeout(url, Method::Get, headers, None, RESULT_FETCH_TIMEOUT_MS).await;
+            let t = fetch_with_timeout(url, Method::Get, ua_headers(), None, RESULT_FETCH_TIMEOUT_MS).await;
             let bytes = match t {
                 Transport::Response { status: 200, body } => body,
                 Transport::Response { status, .. } if (400..500).contains(&status) && status != 429 => {

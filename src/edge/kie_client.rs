@@ -60,11 +60,17 @@ fn describe(t: &Transport) -> (Option<u16>, Option<i64>) {
     }
 }
 
+/// Headers with our User-Agent: Kie's Cloudflare front answers 403 (1010) without one.
+pub fn ua_headers() -> Headers {
+    let h = Headers::new();
+    let _ = h.set("User-Agent", USER_AGENT);
+    h
+}
+
 impl KieClient<'_> {
     fn headers(&self, json_body: bool) -> Headers {
-        let h = Headers::new();
+        let h = ua_headers();
         let _ = h.set("Authorization", &format!("Bearer {}", self.api_key));
-        let _ = h.set("User-Agent", USER_AGENT);
         let _ = h.set("Accept", "application/json");
         if json_body {
             let _ = h.set("Content-Type", "application/json");

@@ -2,7 +2,6 @@
 //! audit) and the diagnose report. Opened only by the `ADMIN_TOKEN` secret.
 
 use super::account::{ledger_page, user_view};
-use super::files::signed_url;
 use super::{authenticate_admin, decode_cursor, encode_cursor, id_cursor, json_response, page_limit, paginate, random_bytes, read_json, Ctx};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::signature::{api_key_hash, new_api_key, new_id};
@@ -179,7 +178,7 @@ pub async fn dispatch(ctx: &Ctx, mut req: Request, r: AdminRoute) -> AppResult<R
                 store::list_tasks(&db, ctx.query("user_id"), state.map(|s| s.as_str()), limit + 1, decode_cursor(ctx)?).await?
             };
             let (page, next) = paginate(tasks, limit, |t| encode_cursor(t.created_at, &t.id));
-            let sign = |k: &str| signed_url(&ctx.origin, &cfg.file_url_secret, k, cfg.result_url_ttl_s, now);
+            let sign = ctx.result_url(&cfg);
             let views: Vec<Value> = page
                 .iter()
                 .map(|t| {
@@ -204,7 +203,7 @@ pub async fn dispatch(ctx: &Ctx, mut req: Request, r: AdminRoute) -> AppResult<R
             }
             let after = store::task_by_id(&db, &id).await?.ok_or_else(AppError::not_found)?;
             store::audit(&db, "admin", "task.recheck", &id, &format!("{before} -> {}", after.state), now).await?;
-            let sign = |k: &str| signed_url(&ctx.origin, &cfg.file_url_secret, k, cfg.result_url_ttl_s, now);
+            let sign = ctx.result_url(&cfg);
             json_response(200, &json!({ "task": after.view(&sign), "previous_state": before }))
         }
         AdminRoute::Audit => {

@@ -190,10 +190,7 @@ pub async fn create(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
     let origin = ctx.public_origin(&cfg);
     check_urls(ctx, &parsed.image_urls, &cfg.file_url_secret, &origin)?;
 
-    let secret = cfg.file_url_secret.clone();
-    let view_origin = ctx.origin.clone();
-    let ttl = cfg.result_url_ttl_s;
-    let file_url = move |key: &str| signed_url(&view_origin, &secret, key, ttl, now_ms());
+    let file_url = ctx.result_url(&cfg);
 
     let hash = request_hash(&generation, &parsed.image_urls, &parsed.uploads);
     if let Some(key) = &idem {

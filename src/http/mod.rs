@@ -65,6 +65,12 @@ impl Ctx {
         cfg.public_base_url.clone().unwrap_or_else(|| self.origin.clone())
     }
 
+    /// Signs storage keys into `/files/` URLs on this request's origin, valid for
+    /// the result lifetime: what task views show.
+    pub fn result_url<'a>(&'a self, cfg: &'a Config) -> impl Fn(&str) -> String + 'a {
+        move |key| files::signed_url(&self.origin, &cfg.file_url_secret, key, cfg.result_url_ttl_s, now_ms())
+    }
+
     /// Runs work after the response is sent (slow result copying, resubmits).
     pub fn in_background<F: std::future::Future<Output = ()> + 'static>(&self, f: F) {
         self.worker.wait_until(f);

@@ -1,6 +1,5 @@
 //! `GET /api/tasks/:id` (with the polling fallback) and `GET /api/tasks`.
 
-use super::files::signed_url;
 use super::{authenticate, decode_cursor, encode_cursor, json_response, page_limit, paginate, user_key_hash, Ctx};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::task::TaskState;
@@ -43,9 +42,7 @@ pub async fn get(ctx: &Ctx, req: &Request, id: &str) -> AppResult<Response> {
             task = store::task_by_id(db, id).await?.ok_or_else(AppError::not_found)?;
         }
     }
-    let secret = cfg.file_url_secret.clone();
-    let origin = ctx.origin.clone();
-    let view = task.view(&|k| signed_url(&origin, &secret, k, cfg.result_url_ttl_s, now_ms()));
+    let view = task.view(&ctx.result_url(&cfg));
     json_response(200, &json!({ "task": view }))
 }
 
@@ -63,9 +60,7 @@ pub async fn list(ctx: &Ctx, req: &Request) -> AppResult<Response> {
     let cursor = decode_cursor(ctx)?;
     let tasks = store::list_tasks(&db, Some(&user.id), state.map(|s| s.as_str()), limit + 1, cursor).await?;
     let (page, next_cursor) = paginate(tasks, limit, |t| encode_cursor(t.created_at, &t.id));
-    let secret = cfg.file_url_secret.clone();
-    let origin = ctx.origin.clone();
-    let sign = |k: &str| signed_url(&origin, &secret, k, cfg.result_url_ttl_s, now_ms());
+    let sign = ctx.result_url(&cfg);
     let views: Vec<_> = page.iter().map(|t| t.view(&sign)).collect();
     json_response(200, &json!({ "tasks": views, "next_cursor": next_cursor }))
 }
