@@ -637,6 +637,7 @@ async function loadModels() {
     BODY_LIMIT = body.max_body_bytes || BODY_LIMIT;
     renderModels();
   } catch { /* keep the built-in table */ }
+  document.body.dataset.models = 'ready';
 }
 
 // ---- wiring --------------------------------------------------------------

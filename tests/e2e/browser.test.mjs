@@ -58,6 +58,7 @@ test('sign in, upload, generate, watch, history, localised insufficient-credits 
 
   const byId = (id) => page.getByTestId(id);
   const res = await page.goto(stack.url + '/');
+  await page.locator('body[data-models="ready"]').waitFor(); // the model table is re-rendered once it loads
   assert.equal(res.status(), 200);
   assert.match(res.headers()['content-security-policy'] || '', /script-src 'self'/);
 
@@ -206,6 +207,7 @@ test('retries reuse the Idempotency-Key and charge once; files are checked in th
   const byId = (id) => page.getByTestId(id);
 
   await page.goto(stack.url + '/');
+  await page.locator('body[data-models="ready"]').waitFor();
   await page.locator('#signin h2').filter({ hasText: '登录' }).waitFor();
   assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
 
@@ -230,8 +232,7 @@ test('retries reuse the Idempotency-Key and charge once; files are checked in th
   const big = path.join(dir, `big-${process.pid}.png`);
   writeFileSync(big, Buffer.concat([pngBytes(8, 8), Buffer.alloc(10 * 1024 * 1024)]));
   // The drop zone is a button: Enter opens the file picker.
-  await byId('dropzone').focus();
-  const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Enter')]);
+  const [chooser] = await Promise.all([page.waitForEvent('filechooser'), byId('dropzone').press('Enter')]);
   assert.ok(chooser.isMultiple());
   await chooser.setFiles([fake, big]);
   await byId('image-error').filter({ hasText: '不是 JPEG、PNG 或 WebP 图片' }).filter({ hasText: '上限为 10 MB' }).waitFor();
