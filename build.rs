@@ -27,11 +27,9 @@ fn main() {
 
     // Web assets: (name, bytes, content type, etag).
     let mut table = String::from("pub static ASSETS: &[(&str, &[u8], &str, &str)] = &[\n");
-    for (name, content_type) in [
-        ("index.html", "text/html; charset=utf-8"),
-        ("app.js", "text/javascript; charset=utf-8"),
-        ("app.css", "text/css; charset=utf-8"),
-    ] {
+    for (name, content_type) in
+        [("index.html", "text/html; charset=utf-8"), ("app.js", "text/javascript; charset=utf-8"), ("app.css", "text/css; charset=utf-8")]
+    {
         let path = Path::new("web").join(name);
         println!("cargo:rerun-if-changed={}", path.display());
         let bytes = fs::read(&path).unwrap_or_default();
@@ -54,8 +52,5 @@ fn main() {
         .unwrap_or_default();
     names.sort();
     let latest = names.last().cloned().unwrap_or_default();
-    let _ = fs::write(
-        Path::new(&out_dir).join("migrations.rs"),
-        format!("pub const LATEST_MIGRATION: &str = {latest:?};\n"),
-    );
+    let _ = fs::write(Path::new(&out_dir).join("migrations.rs"), format!("pub const LATEST_MIGRATION: &str = {latest:?};\n"));
 }

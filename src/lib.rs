@@ -2,14 +2,13 @@
 //! An image-generation backend on Cloudflare Workers that sells Kie AI's image
 //! models for credits. See README.md for the map of this crate.
 
+pub mod build_info;
 pub mod domain;
 
 #[cfg(target_arch = "wasm32")]
+mod adapters;
+#[cfg(target_arch = "wasm32")]
 mod cron;
-#[cfg(target_arch = "wasm32")]
-mod diagnose;
-#[cfg(target_arch = "wasm32")]
-mod edge;
 #[cfg(target_arch = "wasm32")]
 mod http;
 #[cfg(target_arch = "wasm32")]

@@ -3,35 +3,38 @@
 //! exactly once. Used by create, status reads, the webhook, admin recheck and
 //! the cron, which may all race: every step is a conditional write.
 
+use crate::adapters::clock::now_ms;
+use crate::adapters::d1::Db;
+use crate::adapters::files::Files;
+use crate::adapters::kie::KieClient;
+use crate::adapters::log::Log;
+use crate::adapters::outbound;
+use crate::adapters::store::tasks;
 use crate::domain::config::Config;
 use crate::domain::error::AppResult;
 use crate::domain::image::{ImageKind, MIN_RESULT_BYTES};
 use crate::domain::kie::{CreateOutcome, ProviderStatus, RecordOutcome, Transport};
-use crate::domain::model::{find_model, GenerationRequest};
-use crate::domain::task::{next_step, Step, StoredResult, TaskFailure, TaskRecord, TaskState};
-use crate::edge::db::Db;
-use crate::edge::kie_client::{encode_query, fetch_with_timeout, ua_headers, KieClient};
-use crate::edge::log::Log;
-use serde_json::json;
+use crate::domain::model::find_model;
+use crate::domain::query::encode_query;
+use crate::domain::task::{next_step, Step, StoredResult, Task, TaskFailure, TaskState, Transition};
+use serde_json::{json, Value};
 use std::rc::Rc;
-use worker::{Env, HttpMetadata, Method};
+use worker::{Env, Method};
 
-pub const FILES_BUCKET: &str = "FILES";
 const SUBMIT_LEASE_MS: i64 = 60_000;
 const MAX_RESULT_BYTES: usize = 50 * 1024 * 1024;
 const RESULT_FETCH_TIMEOUT_MS: u64 = 30_000;
+/// Our clock and Kie's differ by a request's flight time: keep a margin.
 const KIE_WINDOW_MARGIN_MS: i64 = 1_000;
-
-pub fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
-}
 
 /// What a submission attempt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submission {
     Submitted,
     /// Kie cannot take it now; it stays queued until `next_attempt_at`.
-    Deferred { next_attempt_at: i64, reason: String },
+    Deferred {
+        next_attempt_at: i64,
+    },
     Failed,
     /// Someone else holds the lease, or the task is no longer queued.
     Skipped,
@@ -48,7 +51,7 @@ pub struct Pipeline {
 enum CopyError {
     /// What Kie gave us is not an image we can keep: fail the task.
     Invalid(String),
-    /// The file could not be fetched now: try again later.
+    /// The file could not be fetched or stored now: try again later.
     Transient(String),
 }
 
@@ -60,118 +63,104 @@ pub fn backoff_ms(attempts: i64) -> i64 {
 
 impl Pipeline {
     fn kie(&self) -> KieClient<'_> {
-        KieClient {
-            base: &self.cfg.kie_api_base,
-            api_key: &self.cfg.kie_api_key,
-            timeout_ms: self.cfg.kie_timeout_ms,
-            log: &self.log,
-        }
+        KieClient { base: &self.cfg.kie_api_base, api_key: &self.cfg.kie_api_key, timeout_ms: self.cfg.kie_timeout_ms, log: &self.log }
     }
 
-    fn callback_url(&self, task: &TaskRecord) -> Option<String> {
-        self.cfg.public_base_url.as_ref().map(|base| {
-            format!(
-                "{base}/api/webhooks/kie-image?task={}&token={}",
-                encode_query(&task.id),
-                encode_query(&task.callback_token)
-            )
-        })
+    fn callback_url(&self, task: &Task) -> Option<String> {
+        self.cfg
+            .public_base_url
+            .as_ref()
+            .map(|base| format!("{base}/api/webhooks/kie-image?task={}&token={}", task.id, encode_query(&task.callback_token)))
     }
 
-    fn note_task(&self, task: &TaskRecord) {
-        self.log.set("task_id", &task.id);
+    fn note_task(&self, task: &Task) {
+        self.log.set("task_id", task.id.as_str());
         if let Some(p) = &task.provider_task_id {
-            self.log.set("provider_task_id", p);
+            self.log.set("provider_task_id", p.as_str());
         }
     }
 
-    fn state_change(&self, task: &TaskRecord, to: &str, extra: serde_json::Value) {
-        let mut fields = json!({ "task_id": task.id, "from": task.state, "to": to });
-        if let (Some(obj), serde_json::Value::Object(more)) = (fields.as_object_mut(), extra) {
+    /// The `task.state` line: every state change, from what to what and why.
+    fn log_transition(&self, task: &Task, to: TaskState, extra: Value) {
+        let mut fields = json!({ "task_id": task.id, "from": task.state.as_str(), "to": to.as_str() });
+        if let (Some(obj), Value::Object(more)) = (fields.as_object_mut(), extra) {
             obj.extend(more);
         }
-        self.log.info("task.state", &format!("task {} -> {to}", task.state), fields);
+        self.log.info("task.state", &format!("task {} -> {}", task.state.as_str(), to.as_str()), fields);
     }
 
-    pub async fn fail(&self, task: &TaskRecord, failure: TaskFailure, why: &str) -> AppResult<bool> {
-        let won = crate::edge::store::finish_failure(&self.db, &task.id, failure, now_ms()).await?;
+    /// Fails the task and refunds it, unless it already finished.
+    pub async fn fail(&self, task: &Task, failure: TaskFailure, why: &str) -> AppResult<bool> {
+        let won = tasks::finish_failure(&self.db, &task.id, failure, now_ms()).await?;
         if won {
-            self.state_change(task, "failed", json!({ "error_code": failure.code(), "cause": why, "refunded": task.credits }));
+            self.log_transition(task, Transition::FAIL.to, json!({ "error_code": failure.code(), "cause": why, "refunded": task.credits }));
         }
         Ok(won)
     }
 
     /// Tries to hand a queued task to Kie now, within the account's create window.
-    pub async fn submit(&self, task: &TaskRecord) -> AppResult<Submission> {
+    pub async fn submit(&self, task: &Task) -> AppResult<Submission> {
         self.note_task(task);
         let now = now_ms();
-        if task.state() != TaskState::Queued {
+        if task.state != TaskState::Queued {
             return Ok(Submission::Skipped);
         }
-        if task.deadline_at.is_some_and(|d| d < now) {
+        if task.is_overdue(now) {
             self.fail(task, TaskFailure::SubmissionFailed, "still queued at its deadline").await?;
             return Ok(Submission::Failed);
         }
-        // Our clock and Kie's differ by the request's flight time: keep a margin.
         let window_ms = self.cfg.kie_window_s * 1000 + KIE_WINDOW_MARGIN_MS;
         let per_window = i64::from(self.cfg.kie_creates_per_window);
-        let (lease, slot) =
-            crate::edge::store::claim_submission(&self.db, &task.id, now, SUBMIT_LEASE_MS, window_ms, per_window).await?;
+        let (lease, slot) = tasks::claim_submission(&self.db, &task.id, now, SUBMIT_LEASE_MS, window_ms, per_window).await?;
         if !lease {
             return Ok(Submission::Skipped);
         }
         if !slot {
-            let next = crate::edge::store::next_slot_at(&self.db, now, window_ms, per_window)
-                .await?
-                .unwrap_or(now + 1_000)
-                .max(now + 100);
-            crate::edge::store::defer_submission(&self.db, &task.id, now, next, false).await?;
+            let next = tasks::next_slot_at(&self.db, now, window_ms, per_window).await?.unwrap_or(now + 1_000).max(now + 100);
+            tasks::defer_submission(&self.db, &task.id, now, next, false).await?;
             self.log.info("task.deferred", "our Kie create window is full", json!({ "task_id": task.id, "next_attempt_at": next }));
-            return Ok(Submission::Deferred { next_attempt_at: next, reason: "kie create window full".into() });
+            return Ok(Submission::Deferred { next_attempt_at: next });
         }
 
-        let generation = GenerationRequest {
-            model: Some(task.model.clone()),
-            prompt: Some(task.prompt.clone()),
-            mode: None,
-            aspect_ratio: task.aspect_ratio.clone(),
-            resolution: task.resolution.clone(),
-            output_format: task.output_format.clone(),
-            image_count: task.inputs().len(),
-        }
-        .validate();
-        let generation = match generation {
+        let generation = match task.generation() {
             Ok(g) => g,
             Err(e) => {
                 self.fail(task, TaskFailure::SubmissionFailed, &format!("stored task no longer valid: {}", e.message)).await?;
                 return Ok(Submission::Failed);
             }
         };
-        let input_urls: Vec<String> = task.inputs().into_iter().filter_map(|i| i.url).collect();
-        let body = generation.kie_create_body(&input_urls, self.callback_url(task).as_deref());
+        let body = generation.kie_create_body(&task.input_urls(), self.callback_url(task).as_deref());
         let outcome = self.kie().create(generation.model.family, &body).await;
         let now = now_ms();
         match outcome {
             CreateOutcome::Accepted { provider_task_id } => {
-                self.log.set("provider_task_id", &provider_task_id);
+                self.log.set("provider_task_id", provider_task_id.as_str());
                 let deadline = now + self.cfg.task_deadline_s * 1000;
-                if crate::edge::store::mark_submitted(&self.db, &task.id, &provider_task_id, now, deadline).await? {
-                    self.state_change(task, "submitted", json!({ "provider_task_id": provider_task_id, "callbacks": self.cfg.public_base_url.is_some() }));
+                if tasks::mark_submitted(&self.db, &task.id, &provider_task_id, now, deadline).await? {
+                    self.log_transition(
+                        task,
+                        Transition::SUBMIT.to,
+                        json!({ "provider_task_id": provider_task_id, "callbacks": self.cfg.public_base_url.is_some() }),
+                    );
                 }
                 Ok(Submission::Submitted)
             }
             CreateOutcome::RetryLater { reason } => {
                 let next = now + backoff_ms(task.attempts);
-                crate::edge::store::defer_submission(&self.db, &task.id, now, next, true).await?;
+                tasks::defer_submission(&self.db, &task.id, now, next, true).await?;
                 self.log.warn(
                     "task.deferred",
                     "Kie cannot take the task now; it stays queued and is retried",
                     json!({ "task_id": task.id, "cause": reason, "attempt": task.attempts + 1, "next_attempt_at": next }),
                 );
-                Ok(Submission::Deferred { next_attempt_at: next, reason })
+                Ok(Submission::Deferred { next_attempt_at: next })
             }
             CreateOutcome::Rejected { kie_code, reason } => {
-                self.log.error("kie.rejected", "Kie refused the task", json!({ "task_id": task.id, "kie_code": kie_code, "cause": reason }));
+                self.log.error(
+                    "kie.rejected",
+                    "Kie refused the task",
+                    json!({ "task_id": task.id, "kie_code": kie_code, "cause": reason }),
+                );
                 self.fail(task, TaskFailure::SubmissionFailed, &format!("kie code {kie_code}: {reason}")).await?;
                 Ok(Submission::Failed)
             }
@@ -189,13 +178,12 @@ impl Pipeline {
     }
 
     /// Asks Kie for the task's state and applies it. Queued tasks are submitted.
-    pub async fn refresh(&self, task: &TaskRecord) -> AppResult<()> {
+    pub async fn refresh(&self, task: &Task) -> AppResult<()> {
         self.note_task(task);
-        let state = task.state();
-        if state.is_terminal() {
+        if task.state.is_terminal() {
             return Ok(());
         }
-        let Some(provider_id) = task.provider_task_id.clone() else {
+        let Some(provider_id) = &task.provider_task_id else {
             self.submit(task).await?;
             return Ok(());
         };
@@ -203,11 +191,9 @@ impl Pipeline {
             self.fail(task, TaskFailure::ProviderFailed, "unknown model in stored task").await?;
             return Ok(());
         };
-        let overdue = task.deadline_at.is_some_and(|d| d < now_ms());
-        match self.kie().record(model.family, &provider_id).await {
-            RecordOutcome::Status(status) => {
-                self.apply(task, &status).await?;
-            }
+        let overdue = task.is_overdue(now_ms());
+        match self.kie().record(model.family, provider_id).await {
+            RecordOutcome::Status(status) => self.apply(task, &status).await?,
             RecordOutcome::UnknownTask => {
                 self.log.warn("kie.unknown_task", "Kie does not know this task id", json!({ "task_id": task.id }));
             }
@@ -216,19 +202,19 @@ impl Pipeline {
             }
         }
         if overdue {
-            // Still not finished at its deadline (fail() is a no-op if it just finished).
+            // Still not finished at its deadline (a no-op if it just finished).
             self.fail(task, TaskFailure::ProviderTimeout, "deadline passed").await?;
         }
         Ok(())
     }
 
     /// Applies a state confirmed by Kie.
-    pub async fn apply(&self, task: &TaskRecord, status: &ProviderStatus) -> AppResult<()> {
-        match next_step(task.state(), status) {
+    pub async fn apply(&self, task: &Task, status: &ProviderStatus) -> AppResult<()> {
+        match next_step(task.state, status) {
             Step::Stay => {}
             Step::MarkGenerating => {
-                if crate::edge::store::mark_generating(&self.db, &task.id, now_ms()).await? {
-                    self.state_change(task, "generating", json!({}));
+                if tasks::mark_generating(&self.db, &task.id, now_ms()).await? {
+                    self.log_transition(task, Transition::START.to, json!({}));
                 }
             }
             Step::Fail(failure) => {
@@ -240,16 +226,19 @@ impl Pipeline {
             }
             Step::CopyResults(urls) => match self.copy_results(task, &urls).await {
                 Ok(results) => {
-                    let json = serde_json::to_string(&results).unwrap_or_else(|_| "[]".into());
-                    if crate::edge::store::finish_success(&self.db, &task.id, &json, now_ms()).await? {
-                        self.state_change(task, "succeeded", json!({ "results": results.len(), "charged": task.credits }));
+                    if tasks::finish_success(&self.db, &task.id, &results, now_ms()).await? {
+                        self.log_transition(task, Transition::SUCCEED.to, json!({ "results": results.len(), "charged": task.credits }));
                     }
                 }
                 Err(CopyError::Invalid(why)) => {
                     self.fail(task, TaskFailure::ResultInvalid, &why).await?;
                 }
                 Err(CopyError::Transient(why)) => {
-                    self.log.warn("result.copy_retry", "could not fetch the result yet; will retry", json!({ "task_id": task.id, "cause": why }));
+                    self.log.warn(
+                        "result.copy_retry",
+                        "could not fetch the result yet; will retry",
+                        json!({ "task_id": task.id, "cause": why }),
+                    );
                 }
             },
         }
@@ -257,20 +246,17 @@ impl Pipeline {
     }
 
     /// Fetches each result, checks it is a real image, and stores it in R2.
-    async fn copy_results(&self, task: &TaskRecord, urls: &[String]) -> Result<Vec<StoredResult>, CopyError> {
-        let bucket = self.env.bucket(FILES_BUCKET).map_err(|e| CopyError::Transient(format!("r2 binding: {e}")))?;
+    async fn copy_results(&self, task: &Task, urls: &[String]) -> Result<Vec<StoredResult>, CopyError> {
+        let files = Files::from_env(&self.env).map_err(|e| CopyError::Transient(e.internal.unwrap_or_default()))?;
         let mut stored = Vec::new();
         for (i, url) in urls.iter().take(10).enumerate() {
             let started = now_ms();
-            let t = fetch_with_timeout(url, Method::Get, ua_headers(), None, RESULT_FETCH_TIMEOUT_MS).await;
-            let bytes = match t {
+            let bytes = match outbound::fetch(url, Method::Get, outbound::headers(), None, RESULT_FETCH_TIMEOUT_MS).await {
                 Transport::Response { status: 200, body } => body,
                 Transport::Response { status, .. } if (400..500).contains(&status) && status != 429 => {
-                    return Err(CopyError::Invalid(format!("result {i} answered http {status}")))
+                    return Err(CopyError::Invalid(format!("result {i} answered HTTP {status}")))
                 }
-                Transport::Response { status, .. } => return Err(CopyError::Transient(format!("result {i} answered http {status}"))),
-                Transport::Unreachable(m) => return Err(CopyError::Transient(format!("result {i} unreachable: {m}"))),
-                Transport::TimedOut => return Err(CopyError::Transient(format!("result {i} timed out"))),
+                other => return Err(CopyError::Transient(format!("result {i}: {other}"))),
             };
             let Some(kind) = ImageKind::sniff(&bytes) else {
                 return Err(CopyError::Invalid(format!("result {i} is not a jpeg/png/webp ({} bytes)", bytes.len())));
@@ -278,14 +264,9 @@ impl Pipeline {
             if bytes.len() < MIN_RESULT_BYTES || bytes.len() > MAX_RESULT_BYTES {
                 return Err(CopyError::Invalid(format!("result {i} has an implausible size ({} bytes)", bytes.len())));
             }
-            let key = format!("out/{}/{i}.{}", task.id, kind.extension());
+            let key = Files::result_key(&task.id, i, kind);
             let size = bytes.len() as u64;
-            bucket
-                .put(&key, bytes)
-                .http_metadata(HttpMetadata { content_type: Some(kind.content_type().into()), ..Default::default() })
-                .execute()
-                .await
-                .map_err(|e| CopyError::Transient(format!("r2 put: {e}")))?;
+            files.put(&key, bytes, kind.content_type()).await.map_err(|e| CopyError::Transient(e.internal.unwrap_or_default()))?;
             self.log.info(
                 "result.stored",
                 "result copied into storage",

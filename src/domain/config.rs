@@ -88,7 +88,8 @@ impl Config {
                 problem("PUBLIC_BASE_URL", &p);
             }
         }
-        let kie_api_base = value("KIE_API_BASE").map(|v| v.trim_end_matches('/').to_string()).unwrap_or_else(|| "https://api.kie.ai".into());
+        let kie_api_base =
+            value("KIE_API_BASE").map(|v| v.trim_end_matches('/').to_string()).unwrap_or_else(|| "https://api.kie.ai".into());
         if let Some(p) = origin_problem(&kie_api_base, production) {
             problem("KIE_API_BASE", &p);
         }
@@ -165,11 +166,8 @@ mod tests {
         Config::load(&|k| map.get(k).cloned())
     }
 
-    const OK: &[(&str, &str)] = &[
-        ("KIEAI_APIKEY", "kie-key-123"),
-        ("ADMIN_TOKEN", "admin-token-0123456789"),
-        ("FILE_URL_SECRET", "file-secret-0123456789"),
-    ];
+    const OK: &[(&str, &str)] =
+        &[("KIEAI_APIKEY", "kie-key-123"), ("ADMIN_TOKEN", "admin-token-0123456789"), ("FILE_URL_SECRET", "file-secret-0123456789")];
 
     #[test]
     fn minimal_config_loads_with_documented_defaults() {

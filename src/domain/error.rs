@@ -1,5 +1,6 @@
 //! The one error type. Everything that can go wrong in a request ends up as an
-//! [`AppError`]; `http::respond` is the only place that turns it into a response.
+//! [`AppError`]; `http::error_response` is the only place that turns it into a
+//! response.
 
 use serde_json::{json, Value};
 
@@ -65,10 +66,7 @@ impl ErrorCode {
     }
 
     pub fn retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::RateLimited | ErrorCode::UpstreamUnavailable | ErrorCode::Internal
-        )
+        matches!(self, ErrorCode::RateLimited | ErrorCode::UpstreamUnavailable | ErrorCode::Internal)
     }
 }
 
@@ -116,13 +114,11 @@ impl AppError {
         Self::new(ErrorCode::ValidationFailed, message).with_details(json!({ "field": field }))
     }
     pub fn validation_allowed(field: &str, message: impl Into<String>, allowed: &[&str]) -> Self {
-        Self::new(ErrorCode::ValidationFailed, message)
-            .with_details(json!({ "field": field, "allowed": allowed }))
+        Self::new(ErrorCode::ValidationFailed, message).with_details(json!({ "field": field, "allowed": allowed }))
     }
     /// Something broke inside; the cause goes to the log only.
     pub fn internal(cause: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Internal, "Something went wrong on our side. Quote the request id if you contact us.")
-            .with_internal(cause)
+        Self::new(ErrorCode::Internal, "Something went wrong on our side. Quote the request id if you contact us.").with_internal(cause)
     }
 
     pub fn status(&self) -> u16 {

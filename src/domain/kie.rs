@@ -3,6 +3,7 @@
 //! every callback shape we have seen. All parsers are tolerant of missing,
 //! null and string-encoded fields, as Kie sends them.
 
+use super::ids::ProviderTaskId;
 use super::model::Family;
 use serde_json::Value;
 
@@ -15,6 +16,17 @@ pub enum Transport {
     Unreachable(String),
     /// We sent the request but gave up waiting for the answer.
     TimedOut,
+}
+
+impl std::fmt::Display for Transport {
+    /// How an exchange went, for logs and hints (never the body).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Response { status, .. } => write!(f, "HTTP {status}"),
+            Transport::Unreachable(why) => write!(f, "unreachable: {why}"),
+            Transport::TimedOut => f.write_str("timed out"),
+        }
+    }
 }
 
 /// The `{code,msg,data}` envelope that every Kie JSON reply uses.
@@ -33,12 +45,7 @@ pub fn parse_envelope(body: &[u8]) -> Option<Envelope> {
         Value::String(s) => s.trim().parse().ok()?,
         _ => return None,
     };
-    let msg = v
-        .get("msg")
-        .or_else(|| v.get("message"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let msg = v.get("msg").or_else(|| v.get("message")).and_then(Value::as_str).unwrap_or("").to_string();
     Some(Envelope { code, msg, data: v.get("data").cloned().unwrap_or(Value::Null) })
 }
 
@@ -46,7 +53,7 @@ pub fn parse_envelope(body: &[u8]) -> Option<Envelope> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateOutcome {
     /// Kie created the task and gave us its id.
-    Accepted { provider_task_id: String },
+    Accepted { provider_task_id: ProviderTaskId },
     /// Kie surely did not take the task (rate limit, maintenance, never reached):
     /// safe to submit again later.
     RetryLater { reason: String },
@@ -65,27 +72,27 @@ fn short(bytes: &[u8]) -> String {
 
 pub fn classify_create(t: &Transport) -> CreateOutcome {
     match t {
-        Transport::Unreachable(why) => CreateOutcome::RetryLater { reason: format!("kie unreachable: {why}") },
-        Transport::TimedOut => CreateOutcome::Ambiguous { reason: "kie did not answer in time".into() },
+        Transport::Unreachable(_) => CreateOutcome::RetryLater { reason: format!("kie {t}") },
+        Transport::TimedOut => CreateOutcome::Ambiguous { reason: format!("kie {t}") },
         Transport::Response { status, body } => {
             let env = parse_envelope(body);
             match (status, env) {
                 (_, Some(env)) if env.code == 200 && *status < 300 => {
-                    match env.data.get("taskId").or_else(|| env.data.get("task_id")).and_then(Value::as_str) {
-                        Some(id) if !id.trim().is_empty() => {
-                            CreateOutcome::Accepted { provider_task_id: id.trim().to_string() }
-                        }
-                        _ => CreateOutcome::Ambiguous { reason: "kie said success without a taskId".into() },
+                    match env.data.get("taskId").or_else(|| env.data.get("task_id")).and_then(Value::as_str).and_then(ProviderTaskId::parse)
+                    {
+                        Some(provider_task_id) => CreateOutcome::Accepted { provider_task_id },
+                        None => CreateOutcome::Ambiguous { reason: "kie said success without a usable taskId".into() },
                     }
                 }
                 (429, _) => CreateOutcome::RetryLater { reason: "kie http 429".into() },
-                (403, None) => CreateOutcome::RetryLater {
-                    reason: format!("kie http 403 before the API ({})", short(body)),
-                },
+                (403, None) => CreateOutcome::RetryLater { reason: format!("kie http 403 before the API ({})", short(body)) },
                 (_, Some(env)) => match env.code {
                     // 429 rate limit, 455 maintenance, 433 sub-key cap, 550 4o queue full:
                     // the task was not created and nothing was charged.
                     429 | 455 | 433 | 550 => CreateOutcome::RetryLater { reason: format!("kie code {}: {}", env.code, env.msg) },
+                    // 501 "generation failed" and 505 "feature or model disabled" are
+                    // Kie's definite refusals (kie-api.md §1): nothing was created.
+                    501 | 505 => CreateOutcome::Rejected { kie_code: env.code, reason: env.msg },
                     500..=599 => CreateOutcome::Ambiguous { reason: format!("kie code {}: {}", env.code, env.msg) },
                     code => CreateOutcome::Rejected { kie_code: code, reason: env.msg },
                 },
@@ -102,8 +109,25 @@ pub enum ProviderStatus {
     /// Accepted, waiting in Kie's queue.
     Waiting,
     Generating,
-    Succeeded { urls: Vec<String> },
-    Failed { code: String, message: String },
+    Succeeded {
+        urls: Vec<String>,
+    },
+    Failed {
+        code: String,
+        message: String,
+    },
+}
+
+impl ProviderStatus {
+    /// Kie's word for it, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderStatus::Waiting => "waiting",
+            ProviderStatus::Generating => "generating",
+            ProviderStatus::Succeeded { .. } => "success",
+            ProviderStatus::Failed { .. } => "fail",
+        }
+    }
 }
 
 /// What a record call told us.
@@ -113,7 +137,9 @@ pub enum RecordOutcome {
     /// Kie does not know this task id (`recordInfo is null`, 404).
     UnknownTask,
     /// No usable answer (transport problem, garbage, 5xx, rate limit): try later.
-    Unavailable { reason: String },
+    Unavailable {
+        reason: String,
+    },
 }
 
 fn str_field(v: &Value, key: &str) -> String {
@@ -152,12 +178,8 @@ fn jobs_status(data: &Value) -> Option<ProviderStatus> {
     Some(match state.as_str() {
         "waiting" | "queuing" | "queued" | "pending" => ProviderStatus::Waiting,
         "generating" | "processing" | "running" => ProviderStatus::Generating,
-        "success" | "succeeded" | "completed" => {
-            ProviderStatus::Succeeded { urls: result_urls_from_result_json(data.get("resultJson")) }
-        }
-        "fail" | "failed" | "error" => {
-            ProviderStatus::Failed { code: str_field(data, "failCode"), message: str_field(data, "failMsg") }
-        }
+        "success" | "succeeded" | "completed" => ProviderStatus::Succeeded { urls: result_urls_from_result_json(data.get("resultJson")) },
+        "fail" | "failed" | "error" => ProviderStatus::Failed { code: str_field(data, "failCode"), message: str_field(data, "failMsg") },
         _ => return None,
     })
 }
@@ -174,13 +196,10 @@ fn gpt4o_status(data: &Value) -> Option<ProviderStatus> {
     let response = data.get("response").cloned().unwrap_or(Value::Null);
     let status = data.get("status").and_then(Value::as_str).unwrap_or("");
     Some(match (flag(data), status) {
-        (Some(1), _) | (_, "SUCCESS") => {
-            ProviderStatus::Succeeded { urls: urls_in(&response, &["resultUrls", "result_urls"]) }
+        (Some(1), _) | (_, "SUCCESS") => ProviderStatus::Succeeded { urls: urls_in(&response, &["resultUrls", "result_urls"]) },
+        (Some(2) | Some(3), _) | (_, "CREATE_TASK_FAILED" | "GENERATE_FAILED") => {
+            ProviderStatus::Failed { code: str_field(data, "errorCode"), message: str_field(data, "errorMessage") }
         }
-        (Some(2) | Some(3), _) | (_, "CREATE_TASK_FAILED" | "GENERATE_FAILED") => ProviderStatus::Failed {
-            code: str_field(data, "errorCode"),
-            message: str_field(data, "errorMessage"),
-        },
         (Some(0), _) | (_, "GENERATING") => ProviderStatus::Generating,
         _ => return None,
     })
@@ -199,8 +218,7 @@ fn flux_status(data: &Value) -> Option<ProviderStatus> {
 pub fn classify_record(family: Family, t: &Transport) -> RecordOutcome {
     let (status, body) = match t {
         Transport::Response { status, body } => (*status, body),
-        Transport::Unreachable(why) => return RecordOutcome::Unavailable { reason: format!("kie unreachable: {why}") },
-        Transport::TimedOut => return RecordOutcome::Unavailable { reason: "kie did not answer in time".into() },
+        Transport::Unreachable(_) | Transport::TimedOut => return RecordOutcome::Unavailable { reason: format!("kie {t}") },
     };
     let Some(env) = parse_envelope(body) else {
         return RecordOutcome::Unavailable { reason: format!("kie http {status} with a non-JSON body ({})", short(body)) };
@@ -226,7 +244,7 @@ pub fn classify_record(family: Family, t: &Transport) -> RecordOutcome {
 /// we apply is the one Kie confirms when we ask.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KieCallback {
-    pub provider_task_id: Option<String>,
+    pub provider_task_id: Option<ProviderTaskId>,
     pub hint: Option<ProviderStatus>,
     pub shape: &'static str,
 }
@@ -241,14 +259,7 @@ pub fn parse_callback(body: &[u8]) -> Option<KieCallback> {
         return None;
     }
     let data = v.get("data").filter(|d| d.is_object());
-    let id_of = |o: &Value| {
-        o.get("taskId")
-            .or_else(|| o.get("task_id"))
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-    };
+    let id_of = |o: &Value| o.get("taskId").or_else(|| o.get("task_id")).and_then(Value::as_str).and_then(ProviderTaskId::parse);
     let provider_task_id = data.and_then(id_of).or_else(|| id_of(&v));
     let code = v.get("code").and_then(Value::as_i64);
 
@@ -294,6 +305,12 @@ mod tests {
         assert!(matches!(classify_create(&t), CreateOutcome::RetryLater { .. }));
         let t = resp(json!({"code": 500, "msg": "Server Error", "data": null}));
         assert!(matches!(classify_create(&t), CreateOutcome::Ambiguous { .. }));
+        for refusal in [501, 505] {
+            let t = resp(json!({"code": refusal, "msg": "disabled", "data": null}));
+            assert_eq!(classify_create(&t), CreateOutcome::Rejected { kie_code: refusal, reason: "disabled".into() });
+        }
+        assert_eq!(Transport::TimedOut.to_string(), "timed out");
+        assert_eq!(Transport::Response { status: 502, body: vec![] }.to_string(), "HTTP 502");
     }
 
     #[test]
@@ -301,7 +318,7 @@ mod tests {
         let t = resp(json!({"code": 200, "msg": "success", "data": {"taskId": "b31f0a77d507765367dc8f5868ba3ceb"}}));
         assert_eq!(
             classify_create(&t),
-            CreateOutcome::Accepted { provider_task_id: "b31f0a77d507765367dc8f5868ba3ceb".into() }
+            CreateOutcome::Accepted { provider_task_id: ProviderTaskId::parse("b31f0a77d507765367dc8f5868ba3ceb").unwrap() }
         );
         assert!(matches!(classify_create(&Transport::Unreachable("refused".into())), CreateOutcome::RetryLater { .. }));
         assert!(matches!(classify_create(&Transport::TimedOut), CreateOutcome::Ambiguous { .. }));
@@ -330,12 +347,19 @@ mod tests {
 
     #[test]
     fn record_info_running_failed_and_unknown() {
-        let running = resp(json!({"code":200,"msg":"success","data":{"taskId":"x","state":"waiting","resultJson":"","failCode":"","failMsg":"","costTime":null,"creditsConsumed":null}}));
+        let running = resp(
+            json!({"code":200,"msg":"success","data":{"taskId":"x","state":"waiting","resultJson":"","failCode":"","failMsg":"","costTime":null,"creditsConsumed":null}}),
+        );
         assert_eq!(classify_record(Family::Jobs, &running), RecordOutcome::Status(ProviderStatus::Waiting));
-        let failed = resp(json!({"code":200,"msg":"success","data":{"taskId":"x","state":"fail","resultJson":"","failCode":"422","failMsg":"Your media file is unavailable, please replace it."}}));
+        let failed = resp(
+            json!({"code":200,"msg":"success","data":{"taskId":"x","state":"fail","resultJson":"","failCode":"422","failMsg":"Your media file is unavailable, please replace it."}}),
+        );
         assert_eq!(
             classify_record(Family::Jobs, &failed),
-            RecordOutcome::Status(ProviderStatus::Failed { code: "422".into(), message: "Your media file is unavailable, please replace it.".into() })
+            RecordOutcome::Status(ProviderStatus::Failed {
+                code: "422".into(),
+                message: "Your media file is unavailable, please replace it.".into()
+            })
         );
         let unknown = resp(json!({"code":422,"msg":"recordInfo is null","data":null}));
         assert_eq!(classify_record(Family::Jobs, &unknown), RecordOutcome::UnknownTask);
@@ -347,13 +371,26 @@ mod tests {
     fn gpt4o_and_flux_records() {
         let t = resp(json!({"code":200,"msg":"success","data":{"taskId":"t","successFlag":1,"status":"SUCCESS",
             "response":{"resultUrls":["https://x/1.png"]},"errorCode":null,"errorMessage":"","progress":"1.00"}}));
-        assert_eq!(classify_record(Family::Gpt4o, &t), RecordOutcome::Status(ProviderStatus::Succeeded { urls: vec!["https://x/1.png".into()] }));
-        let t = resp(json!({"code":200,"msg":"success","data":{"taskId":"t","successFlag":0,"status":"GENERATING","response":null,"progress":"0.40"}}));
+        assert_eq!(
+            classify_record(Family::Gpt4o, &t),
+            RecordOutcome::Status(ProviderStatus::Succeeded { urls: vec!["https://x/1.png".into()] })
+        );
+        let t = resp(
+            json!({"code":200,"msg":"success","data":{"taskId":"t","successFlag":0,"status":"GENERATING","response":null,"progress":"0.40"}}),
+        );
         assert_eq!(classify_record(Family::Gpt4o, &t), RecordOutcome::Status(ProviderStatus::Generating));
         let t = resp(json!({"code":200,"msg":"success","data":{"taskId":"t","successFlag":3,"errorCode":400,"errorMessage":"flagged"}}));
-        assert_eq!(classify_record(Family::FluxKontext, &t), RecordOutcome::Status(ProviderStatus::Failed { code: "400".into(), message: "flagged".into() }));
-        let t = resp(json!({"code":200,"msg":"success","data":{"taskId":"t","successFlag":1,"response":{"originImageUrl":"","resultImageUrl":"https://x/k.jpg"}}}));
-        assert_eq!(classify_record(Family::FluxKontext, &t), RecordOutcome::Status(ProviderStatus::Succeeded { urls: vec!["https://x/k.jpg".into()] }));
+        assert_eq!(
+            classify_record(Family::FluxKontext, &t),
+            RecordOutcome::Status(ProviderStatus::Failed { code: "400".into(), message: "flagged".into() })
+        );
+        let t = resp(
+            json!({"code":200,"msg":"success","data":{"taskId":"t","successFlag":1,"response":{"originImageUrl":"","resultImageUrl":"https://x/k.jpg"}}}),
+        );
+        assert_eq!(
+            classify_record(Family::FluxKontext, &t),
+            RecordOutcome::Status(ProviderStatus::Succeeded { urls: vec!["https://x/k.jpg".into()] })
+        );
     }
 
     #[test]
@@ -361,7 +398,7 @@ mod tests {
         let jobs = json!({"code":200,"msg":"Playground task completed successfully.","data":{"taskId":"b31f","state":"success",
             "resultJson":"{\"resultUrls\":[\"https://t/a.png\"]}","creditsConsumed":3}});
         let cb = parse_callback(jobs.to_string().as_bytes()).unwrap();
-        assert_eq!(cb.provider_task_id.as_deref(), Some("b31f"));
+        assert_eq!(cb.provider_task_id.as_ref().map(ProviderTaskId::as_str), Some("b31f"));
         assert_eq!(cb.shape, "jobs");
         assert_eq!(cb.hint, Some(ProviderStatus::Succeeded { urls: vec!["https://t/a.png".into()] }));
 
@@ -371,20 +408,23 @@ mod tests {
 
         let gpt = json!({"code":200,"msg":"success","data":{"taskId":"task12345","info":{"result_urls":["https://t/1.png"]}}});
         let cb = parse_callback(gpt.to_string().as_bytes()).unwrap();
-        assert_eq!((cb.provider_task_id.as_deref(), cb.shape), (Some("task12345"), "gpt4o"));
+        assert_eq!((cb.provider_task_id.as_ref().map(ProviderTaskId::as_str), cb.shape), (Some("task12345"), "gpt4o"));
         let gpt_fail = json!({"code":400,"msg":"Your content was flagged","data":{"taskId":"task12345","info":null}});
         assert!(matches!(parse_callback(gpt_fail.to_string().as_bytes()).unwrap().hint, Some(ProviderStatus::Failed { .. })));
 
         let flux = json!({"code":200,"msg":"BFL image generated successfully.","data":{"taskId":"f1","info":{"originImageUrl":"","resultImageUrl":"https://t/k.jpg"}}});
         let cb = parse_callback(flux.to_string().as_bytes()).unwrap();
-        assert_eq!((cb.provider_task_id.as_deref(), cb.shape), (Some("f1"), "flux"));
+        assert_eq!((cb.provider_task_id.as_ref().map(ProviderTaskId::as_str), cb.shape), (Some("f1"), "flux"));
 
         let generic = json!({"taskId":"ee9c","code":200,"msg":"Success","data":{"task_id":"ee9c","callbackType":"task_completed"}});
-        assert_eq!(parse_callback(generic.to_string().as_bytes()).unwrap().provider_task_id.as_deref(), Some("ee9c"));
+        assert_eq!(
+            parse_callback(generic.to_string().as_bytes()).unwrap().provider_task_id.as_ref().map(ProviderTaskId::as_str),
+            Some("ee9c")
+        );
 
         let flat = json!({"taskId":"abc","state":"success","resultJson":"{\"resultUrls\":[]}"});
         let cb = parse_callback(flat.to_string().as_bytes()).unwrap();
-        assert_eq!((cb.provider_task_id.as_deref(), cb.shape), (Some("abc"), "flat"));
+        assert_eq!((cb.provider_task_id.as_ref().map(ProviderTaskId::as_str), cb.shape), (Some("abc"), "flat"));
 
         assert!(parse_callback(b"not json").is_none());
         assert!(parse_callback(b"[1,2]").is_none());

@@ -3,9 +3,11 @@
 
 pub mod config;
 pub mod error;
+pub mod ids;
 pub mod image;
 pub mod kie;
 pub mod model;
+pub mod query;
 pub mod signature;
 pub mod task;
 pub mod time;

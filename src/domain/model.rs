@@ -45,7 +45,9 @@ pub struct ModelSpec {
     pub image_field: &'static str,
     pub max_image_bytes: u64,
     pub aspect_ratios: &'static [&'static str],
-    pub default_aspect_ratio: &'static str,
+    /// What we send when the client chose none; `None`: send nothing and let
+    /// Kie decide (Flux Kontext keeps an edited image's ratio, else 16:9).
+    pub default_aspect_ratio: Option<&'static str>,
     pub resolutions: &'static [&'static str],
     /// Our spelling (`png`, `jpeg`).
     pub formats: &'static [&'static str],
@@ -76,7 +78,7 @@ pub static MODELS: &[ModelSpec] = &[
         image_field: "image_urls",
         max_image_bytes: 10 * MB,
         aspect_ratios: BANANA_RATIOS,
-        default_aspect_ratio: "1:1",
+        default_aspect_ratio: Some("1:1"),
         resolutions: &[],
         formats: PNG_JPEG,
         default_format: "png",
@@ -93,7 +95,7 @@ pub static MODELS: &[ModelSpec] = &[
         image_field: "image_urls",
         max_image_bytes: 10 * MB,
         aspect_ratios: BANANA_RATIOS,
-        default_aspect_ratio: "1:1",
+        default_aspect_ratio: Some("1:1"),
         resolutions: &[],
         formats: PNG_JPEG,
         default_format: "png",
@@ -110,7 +112,7 @@ pub static MODELS: &[ModelSpec] = &[
         image_field: "image_input",
         max_image_bytes: 30 * MB,
         aspect_ratios: PRO_RATIOS,
-        default_aspect_ratio: "1:1",
+        default_aspect_ratio: Some("1:1"),
         resolutions: RESOLUTIONS,
         formats: PNG_JPEG,
         default_format: "png",
@@ -127,7 +129,7 @@ pub static MODELS: &[ModelSpec] = &[
         image_field: "image_input",
         max_image_bytes: 30 * MB,
         aspect_ratios: BANANA2_RATIOS,
-        default_aspect_ratio: "auto",
+        default_aspect_ratio: Some("auto"),
         resolutions: RESOLUTIONS,
         formats: PNG_JPEG,
         default_format: "jpeg",
@@ -144,7 +146,7 @@ pub static MODELS: &[ModelSpec] = &[
         image_field: "filesUrl",
         max_image_bytes: 25 * MB,
         aspect_ratios: GPT4O_RATIOS,
-        default_aspect_ratio: "1:1",
+        default_aspect_ratio: Some("1:1"),
         resolutions: &[],
         formats: &["png"],
         default_format: "png",
@@ -161,7 +163,7 @@ pub static MODELS: &[ModelSpec] = &[
         image_field: "inputImage",
         max_image_bytes: 10 * MB,
         aspect_ratios: FLUX_RATIOS,
-        default_aspect_ratio: "16:9",
+        default_aspect_ratio: None,
         resolutions: &[],
         formats: PNG_JPEG,
         default_format: "jpeg",
@@ -178,7 +180,7 @@ pub static MODELS: &[ModelSpec] = &[
         image_field: "inputImage",
         max_image_bytes: 10 * MB,
         aspect_ratios: FLUX_RATIOS,
-        default_aspect_ratio: "16:9",
+        default_aspect_ratio: None,
         resolutions: &[],
         formats: PNG_JPEG,
         default_format: "jpeg",
@@ -193,9 +195,10 @@ pub fn model_names() -> Vec<&'static str> {
 
 /// Finds a model by our name; a wrong name is a 422 listing the valid ones.
 pub fn find_model(name: &str) -> AppResult<&'static ModelSpec> {
-    MODELS.iter().find(|m| m.name == name).ok_or_else(|| {
-        AppError::validation_allowed("model", format!("Unknown model '{}'.", truncate(name, 64)), &model_names())
-    })
+    MODELS
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| AppError::validation_allowed("model", format!("Unknown model '{}'.", truncate(name, 64)), &model_names()))
 }
 
 impl ModelSpec {
@@ -223,7 +226,8 @@ pub struct GenerationRequest {
 pub struct Generation {
     pub model: &'static ModelSpec,
     pub prompt: String,
-    pub aspect_ratio: String,
+    /// `None` only where the model has no default we send (see `ModelSpec`).
+    pub aspect_ratio: Option<String>,
     pub resolution: Option<String>,
     pub output_format: String,
 }
@@ -239,13 +243,10 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
 impl GenerationRequest {
     /// Checks everything that can be checked before money moves.
     pub fn validate(&self) -> AppResult<Generation> {
-        let model_name = non_empty(&self.model).ok_or_else(|| {
-            AppError::validation_allowed("model", "Choose a model.", &model_names())
-        })?;
+        let model_name = non_empty(&self.model).ok_or_else(|| AppError::validation_allowed("model", "Choose a model.", &model_names()))?;
         let model = find_model(model_name)?;
 
-        let prompt = non_empty(&self.prompt)
-            .ok_or_else(|| AppError::validation("prompt", "Write a prompt describing the image."))?;
+        let prompt = non_empty(&self.prompt).ok_or_else(|| AppError::validation("prompt", "Write a prompt describing the image."))?;
         let chars = prompt.chars().count();
         if chars > model.max_prompt_chars {
             return Err(AppError::validation(
@@ -257,20 +258,12 @@ impl GenerationRequest {
 
         if let Some(mode) = non_empty(&self.mode) {
             match mode {
-                "text-to-image" if self.image_count > 0 => {
-                    return Err(AppError::validation("mode", "Mode text-to-image takes no images."))
-                }
+                "text-to-image" if self.image_count > 0 => return Err(AppError::validation("mode", "Mode text-to-image takes no images.")),
                 "image-to-image" if self.image_count == 0 => {
                     return Err(AppError::validation("image", "Mode image-to-image needs at least one image."))
                 }
                 "text-to-image" | "image-to-image" => {}
-                _ => {
-                    return Err(AppError::validation_allowed(
-                        "mode",
-                        "Unknown mode.",
-                        &["text-to-image", "image-to-image"],
-                    ))
-                }
+                _ => return Err(AppError::validation_allowed("mode", "Unknown mode.", &["text-to-image", "image-to-image"])),
             }
         }
 
@@ -286,8 +279,8 @@ impl GenerationRequest {
         }
 
         let aspect_ratio = match non_empty(&self.aspect_ratio) {
-            None => model.default_aspect_ratio.to_string(),
-            Some(r) if model.aspect_ratios.contains(&r) => r.to_string(),
+            None => model.default_aspect_ratio.map(str::to_string),
+            Some(r) if model.aspect_ratios.contains(&r) => Some(r.to_string()),
             Some(r) => {
                 return Err(AppError::validation_allowed(
                     "aspect_ratio",
@@ -305,11 +298,7 @@ impl GenerationRequest {
                 if model.resolutions.contains(&upper.as_str()) {
                     Some(upper)
                 } else if model.resolutions.is_empty() {
-                    return Err(AppError::validation_allowed(
-                        "resolution",
-                        format!("{} has no resolution setting.", model.name),
-                        &[],
-                    ));
+                    return Err(AppError::validation_allowed("resolution", format!("{} has no resolution setting.", model.name), &[]));
                 } else {
                     return Err(AppError::validation_allowed(
                         "resolution",
@@ -353,7 +342,9 @@ impl Generation {
                 if m.max_images > 0 && !image_urls.is_empty() {
                     input.insert(m.image_field.into(), json!(image_urls));
                 }
-                input.insert("aspect_ratio".into(), json!(self.aspect_ratio));
+                if let Some(ratio) = &self.aspect_ratio {
+                    input.insert("aspect_ratio".into(), json!(ratio));
+                }
                 if let Some(r) = &self.resolution {
                     input.insert("resolution".into(), json!(r));
                 }
@@ -363,7 +354,9 @@ impl Generation {
             }
             Family::Gpt4o => {
                 body.insert("prompt".into(), json!(self.prompt));
-                body.insert("size".into(), json!(self.aspect_ratio));
+                if let Some(ratio) = &self.aspect_ratio {
+                    body.insert("size".into(), json!(ratio));
+                }
                 if !image_urls.is_empty() {
                     body.insert("filesUrl".into(), json!(image_urls));
                 }
@@ -373,7 +366,10 @@ impl Generation {
                 if let Some(first) = image_urls.first() {
                     body.insert("inputImage".into(), json!(first));
                 }
-                body.insert("aspectRatio".into(), json!(self.aspect_ratio));
+                // Kie: without aspectRatio an edit keeps its input's ratio.
+                if let Some(ratio) = &self.aspect_ratio {
+                    body.insert("aspectRatio".into(), json!(ratio));
+                }
                 body.insert("outputFormat".into(), json!(kie_format));
                 body.insert("model".into(), json!(m.kie_model));
             }
@@ -390,12 +386,7 @@ mod tests {
     use super::*;
 
     fn req(model: &str, prompt: &str, images: usize) -> GenerationRequest {
-        GenerationRequest {
-            model: Some(model.into()),
-            prompt: Some(prompt.into()),
-            image_count: images,
-            ..Default::default()
-        }
+        GenerationRequest { model: Some(model.into()), prompt: Some(prompt.into()), image_count: images, ..Default::default() }
     }
 
     #[test]
@@ -469,9 +460,14 @@ mod tests {
     #[test]
     fn defaults_follow_kie_docs() {
         let g = req("nano-banana-2", "x", 0).validate().unwrap();
-        assert_eq!((g.aspect_ratio.as_str(), g.resolution.as_deref(), g.output_format.as_str()), ("auto", Some("1K"), "jpeg"));
-        let g = req("flux-kontext-pro", "x", 0).validate().unwrap();
-        assert_eq!(g.aspect_ratio, "16:9");
+        assert_eq!((g.aspect_ratio.as_deref(), g.resolution.as_deref(), g.output_format.as_str()), (Some("auto"), Some("1K"), "jpeg"));
+        // Flux Kontext: no ratio chosen, none sent (an edit keeps its input's ratio; text defaults to 16:9 at Kie).
+        let g = req("flux-kontext-pro", "x", 1).validate().unwrap();
+        assert_eq!(g.aspect_ratio, None);
+        assert!(g.kie_create_body(&["https://w.example/in.png".into()], None).get("aspectRatio").is_none());
+        let mut r = req("flux-kontext-pro", "x", 1);
+        r.aspect_ratio = Some("3:4".into());
+        assert_eq!(r.validate().unwrap().kie_create_body(&[], None)["aspectRatio"], "3:4");
     }
 
     #[test]
@@ -502,7 +498,7 @@ mod tests {
 
         let b = req("flux-kontext-max", "cat", 1).validate().unwrap().kie_create_body(&urls, None);
         assert_eq!(b["inputImage"], urls[0]);
-        assert_eq!(b["aspectRatio"], "16:9");
+        assert!(b.get("aspectRatio").is_none());
         assert_eq!(b["outputFormat"], "jpeg");
         assert_eq!(b["model"], "flux-kontext-max");
     }

@@ -81,6 +81,21 @@ pub fn verify_kie_webhook(
     }
 }
 
+/// A `/files/` URL for `key` on `origin`, valid until a whole day past
+/// `now + ttl` (stable within a day, so browsers can cache it).
+pub fn signed_file_url(origin: &str, secret: &str, key: &str, ttl_s: i64, now_ms: i64) -> String {
+    let exp = ((now_ms / 1000 + ttl_s) / 86_400 + 1) * 86_400;
+    format!("{origin}/files/{key}?exp={exp}&sig={}", file_signature(secret, key, exp))
+}
+
+/// The health probe's answer to diagnose's nonce: proves that the deployment
+/// behind a URL holds our secret. Keyed by a key derived from the file-URL
+/// secret, so a probe answer can never double as a file signature.
+pub fn probe_signature(file_url_secret: &str, nonce: &str) -> String {
+    let probe_key = hmac_sha256(file_url_secret.as_bytes(), b"banana-worker health probe key v1");
+    URL_SAFE_NO_PAD.encode(hmac_sha256(&probe_key, format!("probe:{nonce}").as_bytes()))
+}
+
 /// Signature for `/files/<key>?exp=<unix s>&sig=<sig>`.
 pub fn file_signature(secret: &str, key: &str, exp_s: i64) -> String {
     URL_SAFE_NO_PAD.encode(&hmac_sha256(secret.as_bytes(), format!("file:{key}:{exp_s}").as_bytes())[..20])
@@ -93,13 +108,7 @@ pub enum FileAccessError {
     BadSignature,
 }
 
-pub fn verify_file_signature(
-    secret: &str,
-    key: &str,
-    exp: Option<&str>,
-    sig: Option<&str>,
-    now_s: i64,
-) -> Result<(), FileAccessError> {
+pub fn verify_file_signature(secret: &str, key: &str, exp: Option<&str>, sig: Option<&str>, now_s: i64) -> Result<(), FileAccessError> {
     let (Some(exp), Some(sig)) = (exp, sig) else {
         return Err(FileAccessError::Unsigned);
     };
@@ -133,11 +142,6 @@ pub fn base32(bytes: &[u8]) -> String {
     out
 }
 
-/// A new opaque id like `tsk_…` from 16 random bytes.
-pub fn new_id(prefix: &str, random: &[u8; 16]) -> String {
-    format!("{prefix}_{}", base32(random))
-}
-
 /// A new user API key `nbk_…` from 32 random bytes.
 pub fn new_api_key(random: &[u8; 32]) -> String {
     format!("nbk_{}", base32(random))
@@ -165,58 +169,44 @@ mod tests {
         let key = "k";
         let sig = kie_signature(key, "t1", "1000");
         assert_eq!(verify_kie_webhook(key, Some("t1"), Some("1000"), Some(&sig), 1100, 300), Ok(()));
-        assert_eq!(
-            verify_kie_webhook(key, Some("t2"), Some("1000"), Some(&sig), 1100, 300),
-            Err(WebhookAuthError::BadSignature)
-        );
-        assert_eq!(
-            verify_kie_webhook(key, Some("t1"), Some("1000"), Some(&sig), 1400, 300),
-            Err(WebhookAuthError::StaleTimestamp)
-        );
-        assert_eq!(
-            verify_kie_webhook(key, Some("t1"), None, Some(&sig), 1000, 300),
-            Err(WebhookAuthError::MissingHeaders)
-        );
-        assert_eq!(
-            verify_kie_webhook(key, Some("t1"), Some("soon"), Some(&sig), 1000, 300),
-            Err(WebhookAuthError::BadTimestamp)
-        );
-        assert_eq!(
-            verify_kie_webhook(key, None, Some("1000"), Some(&sig), 1000, 300),
-            Err(WebhookAuthError::MissingTaskId)
-        );
+        assert_eq!(verify_kie_webhook(key, Some("t2"), Some("1000"), Some(&sig), 1100, 300), Err(WebhookAuthError::BadSignature));
+        assert_eq!(verify_kie_webhook(key, Some("t1"), Some("1000"), Some(&sig), 1400, 300), Err(WebhookAuthError::StaleTimestamp));
+        assert_eq!(verify_kie_webhook(key, Some("t1"), None, Some(&sig), 1000, 300), Err(WebhookAuthError::MissingHeaders));
+        assert_eq!(verify_kie_webhook(key, Some("t1"), Some("soon"), Some(&sig), 1000, 300), Err(WebhookAuthError::BadTimestamp));
+        assert_eq!(verify_kie_webhook(key, None, Some("1000"), Some(&sig), 1000, 300), Err(WebhookAuthError::MissingTaskId));
     }
 
     #[test]
     fn file_signatures_bind_key_and_expiry() {
         let s = file_signature("secret", "in/a.png", 2000);
         assert_eq!(verify_file_signature("secret", "in/a.png", Some("2000"), Some(&s), 1000), Ok(()));
-        assert_eq!(
-            verify_file_signature("secret", "in/b.png", Some("2000"), Some(&s), 1000),
-            Err(FileAccessError::BadSignature)
-        );
-        assert_eq!(
-            verify_file_signature("secret", "in/a.png", Some("2001"), Some(&s), 1000),
-            Err(FileAccessError::BadSignature)
-        );
-        assert_eq!(
-            verify_file_signature("other", "in/a.png", Some("2000"), Some(&s), 1000),
-            Err(FileAccessError::BadSignature)
-        );
+        assert_eq!(verify_file_signature("secret", "in/b.png", Some("2000"), Some(&s), 1000), Err(FileAccessError::BadSignature));
+        assert_eq!(verify_file_signature("secret", "in/a.png", Some("2001"), Some(&s), 1000), Err(FileAccessError::BadSignature));
+        assert_eq!(verify_file_signature("other", "in/a.png", Some("2000"), Some(&s), 1000), Err(FileAccessError::BadSignature));
         assert_eq!(verify_file_signature("secret", "in/a.png", Some("2000"), Some(&s), 3000), Err(FileAccessError::Expired));
         assert_eq!(verify_file_signature("secret", "in/a.png", None, None, 0), Err(FileAccessError::Unsigned));
     }
 
     #[test]
-    fn ids_and_keys_are_opaque_and_distinct() {
-        let a = new_id("tsk", &[0u8; 16]);
-        let b = new_id("tsk", &[1u8; 16]);
-        assert!(a.starts_with("tsk_") && a.len() == 4 + 26);
-        assert_ne!(a, b);
+    fn keys_are_opaque_and_hashed() {
         let k = new_api_key(&[7u8; 32]);
         assert!(k.starts_with("nbk_") && k.len() == 4 + 52);
         assert_eq!(api_key_hash(&k).len(), 64);
         assert_eq!(base32(b"foobar"), "mzxw6ytboi");
+    }
+
+    #[test]
+    fn signed_urls_verify_and_probe_signatures_are_not_file_signatures() {
+        let url = signed_file_url("https://w.example", "secret", "out/t/0.png", 3600, 86_400_000);
+        let q = url.split_once('?').unwrap().1;
+        let exp = q.split('&').find_map(|p| p.strip_prefix("exp=")).unwrap();
+        let sig = q.split('&').find_map(|p| p.strip_prefix("sig=")).unwrap();
+        assert_eq!(exp, (2 * 86_400).to_string());
+        assert_eq!(verify_file_signature("secret", "out/t/0.png", Some(exp), Some(sig), 86_400), Ok(()));
+        // The probe answer for nonce n is not the file signature of key "probe:n".
+        assert_ne!(probe_signature("secret", "n"), file_signature("secret", "probe:n", 0));
+        assert_eq!(probe_signature("secret", "n"), probe_signature("secret", "n"));
+        assert_ne!(probe_signature("secret", "n"), probe_signature("other", "n"));
     }
 
     #[test]

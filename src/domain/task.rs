@@ -1,12 +1,16 @@
 //! The task state machine, the user-facing causes of failure, and the task as
 //! the API shows it.
 
+use super::error::{AppError, AppResult};
+use super::ids::{ProviderTaskId, TaskId, UserId};
 use super::kie::ProviderStatus;
+use super::model::{Generation, GenerationRequest};
 use super::time::rfc3339;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TaskState {
     Queued,
     Submitted,
@@ -15,10 +19,14 @@ pub enum TaskState {
     Failed,
 }
 
-/// The states a task can still leave (SQL: `state IN (…)`).
-pub const ACTIVE_STATES_SQL: &str = "('queued','submitted','generating')";
-
 impl TaskState {
+    pub const ALL: [TaskState; 5] =
+        [TaskState::Queued, TaskState::Submitted, TaskState::Generating, TaskState::Succeeded, TaskState::Failed];
+    /// The states a task can still leave.
+    pub const ACTIVE: [TaskState; 3] = [TaskState::Queued, TaskState::Submitted, TaskState::Generating];
+    /// Handed to Kie and not finished: what a refresh asks Kie about.
+    pub const AT_KIE: [TaskState; 2] = [TaskState::Submitted, TaskState::Generating];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::Queued => "queued",
@@ -29,22 +37,44 @@ impl TaskState {
         }
     }
     pub fn parse(s: &str) -> Option<TaskState> {
-        Some(match s {
-            "queued" => TaskState::Queued,
-            "submitted" => TaskState::Submitted,
-            "generating" => TaskState::Generating,
-            "succeeded" => TaskState::Succeeded,
-            "failed" => TaskState::Failed,
-            _ => return None,
-        })
+        TaskState::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+    /// The `state=` filter of task lists: absent or empty means every state.
+    pub fn parse_filter(value: Option<&str>) -> AppResult<Option<TaskState>> {
+        match value.filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => TaskState::parse(s)
+                .map(Some)
+                .ok_or_else(|| AppError::validation_allowed("state", "Unknown state.", &TaskState::ALL.map(TaskState::as_str))),
+        }
     }
     pub fn is_terminal(self) -> bool {
         matches!(self, TaskState::Succeeded | TaskState::Failed)
     }
 }
 
-/// Why a task failed, in words a user can act on.
+/// A state change, applied only to a task that is in one of `from` (a
+/// conditional write: whoever applies it first wins, the others change nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub from: &'static [TaskState],
+    pub to: TaskState,
+}
+
+impl Transition {
+    /// Kie accepted the task.
+    pub const SUBMIT: Transition = Transition { from: &[TaskState::Queued], to: TaskState::Submitted };
+    /// Kie reports work in progress.
+    pub const START: Transition = Transition { from: &[TaskState::Submitted], to: TaskState::Generating };
+    /// The results are stored: capture the reservation.
+    pub const SUCCEED: Transition = Transition { from: &TaskState::ACTIVE, to: TaskState::Succeeded };
+    /// Anything that ends the task without a result: release the reservation.
+    pub const FAIL: Transition = Transition { from: &TaskState::ACTIVE, to: TaskState::Failed };
+}
+
+/// Why a task failed, in words a user can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TaskFailure {
     ContentPolicy,
     InputUnreachable,
@@ -82,12 +112,9 @@ impl TaskFailure {
     /// Maps a Kie failure (any family) to the cause we show.
     pub fn from_provider(code: &str, message: &str) -> TaskFailure {
         let m = message.to_ascii_lowercase();
-        let policy = ["prohibited", "content polic", "flagged", "safety", "sensitive", "nsfw", "violat"]
-            .iter()
-            .any(|w| m.contains(w));
-        let unreachable = ["unavailable", "download", "fetch", "replace it", "could not access", "not accessible"]
-            .iter()
-            .any(|w| m.contains(w));
+        let policy = ["prohibited", "content polic", "flagged", "safety", "sensitive", "nsfw", "violat"].iter().any(|w| m.contains(w));
+        let unreachable =
+            ["unavailable", "download", "fetch", "replace it", "could not access", "not accessible"].iter().any(|w| m.contains(w));
         match code.trim() {
             _ if policy => TaskFailure::ContentPolicy,
             "451" => TaskFailure::InputUnreachable,
@@ -145,23 +172,32 @@ pub struct StoredResult {
     pub bytes: u64,
 }
 
-/// A task row as stored in D1.
+/// A JSON document stored in a TEXT column (inputs, results).
+fn json_text<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<T, D::Error> {
+    let text = String::deserialize(d)?;
+    serde_json::from_str(&text).map_err(serde::de::Error::custom)
+}
+
+/// A task as stored. Every field is parsed when the row is read: a row that
+/// does not fit (an unknown state, a malformed id) is an error, never a guess.
 #[derive(Debug, Clone, Deserialize)]
-pub struct TaskRecord {
-    pub id: String,
-    pub user_id: String,
+pub struct Task {
+    pub id: TaskId,
+    pub user_id: UserId,
     pub model: String,
     pub prompt: String,
     pub aspect_ratio: Option<String>,
     pub resolution: Option<String>,
     pub output_format: Option<String>,
-    pub inputs: String,
-    pub results: String,
-    pub state: String,
+    #[serde(deserialize_with = "json_text")]
+    pub inputs: Vec<StoredInput>,
+    #[serde(deserialize_with = "json_text")]
+    pub results: Vec<StoredResult>,
+    pub state: TaskState,
     pub credits: i64,
-    pub error_code: Option<String>,
+    pub error_code: Option<TaskFailure>,
     pub error_message: Option<String>,
-    pub provider_task_id: Option<String>,
+    pub provider_task_id: Option<ProviderTaskId>,
     pub callback_token: String,
     pub request_hash: Option<String>,
     pub attempts: i64,
@@ -173,21 +209,79 @@ pub struct TaskRecord {
     pub completed_at: Option<i64>,
 }
 
-impl TaskRecord {
-    pub fn state(&self) -> TaskState {
-        TaskState::parse(&self.state).unwrap_or(TaskState::Failed)
+/// What a new task is made of, once the request passed every check.
+pub struct NewTask {
+    pub id: TaskId,
+    pub user_id: UserId,
+    pub generation: Generation,
+    pub inputs: Vec<StoredInput>,
+    pub credits: i64,
+    pub callback_token: String,
+    pub request_hash: String,
+    pub now: i64,
+    pub deadline_at: i64,
+}
+
+impl NewTask {
+    /// The task as it is inserted: queued, paid for, not yet at Kie.
+    pub fn into_task(self) -> Task {
+        let g = self.generation;
+        Task {
+            id: self.id,
+            user_id: self.user_id,
+            model: g.model.name.to_string(),
+            prompt: g.prompt,
+            aspect_ratio: g.aspect_ratio,
+            resolution: g.resolution,
+            output_format: Some(g.output_format),
+            inputs: self.inputs,
+            results: Vec::new(),
+            state: TaskState::Queued,
+            credits: self.credits,
+            error_code: None,
+            error_message: None,
+            provider_task_id: None,
+            callback_token: self.callback_token,
+            request_hash: Some(self.request_hash),
+            attempts: 0,
+            checked_at: None,
+            submitted_at: None,
+            deadline_at: Some(self.deadline_at),
+            created_at: self.now,
+            updated_at: self.now,
+            completed_at: None,
+        }
     }
-    pub fn inputs(&self) -> Vec<StoredInput> {
-        serde_json::from_str(&self.inputs).unwrap_or_default()
+}
+
+impl Task {
+    pub fn is_overdue(&self, now: i64) -> bool {
+        self.deadline_at.is_some_and(|d| d < now)
     }
-    pub fn results(&self) -> Vec<StoredResult> {
-        serde_json::from_str(&self.results).unwrap_or_default()
+
+    /// The generation as it was accepted, checked again against today's models.
+    pub fn generation(&self) -> AppResult<Generation> {
+        GenerationRequest {
+            model: Some(self.model.clone()),
+            prompt: Some(self.prompt.clone()),
+            mode: None,
+            aspect_ratio: self.aspect_ratio.clone(),
+            resolution: self.resolution.clone(),
+            output_format: self.output_format.clone(),
+            image_count: self.inputs.len(),
+        }
+        .validate()
+    }
+
+    /// The URLs Kie fetches the inputs from.
+    pub fn input_urls(&self) -> Vec<String> {
+        self.inputs.iter().filter_map(|i| i.url.clone()).collect()
     }
 
     /// The task as the API shows it; `file_url` turns a storage key into a signed URL.
     pub fn view(&self, file_url: &dyn Fn(&str) -> String) -> Value {
         let inputs: Vec<Value> = self
-            .inputs()
+            .inputs
             .iter()
             .map(|i| match (&i.key, &i.url) {
                 (Some(k), _) => json!({ "url": file_url(k) }),
@@ -195,18 +289,15 @@ impl TaskRecord {
                 (None, None) => json!({ "url": null }),
             })
             .collect();
-        let results: Vec<Value> = self
-            .results()
-            .iter()
-            .map(|r| json!({ "url": file_url(&r.key), "content_type": r.content_type, "bytes": r.bytes }))
-            .collect();
+        let results: Vec<Value> =
+            self.results.iter().map(|r| json!({ "url": file_url(&r.key), "content_type": r.content_type, "bytes": r.bytes })).collect();
         let error = match (&self.error_code, &self.error_message) {
-            (Some(code), message) => json!({ "code": code, "message": message }),
+            (Some(code), message) => json!({ "code": code.code(), "message": message }),
             _ => Value::Null,
         };
         json!({
             "id": self.id,
-            "state": self.state,
+            "state": self.state.as_str(),
             "model": self.model,
             "prompt": self.prompt,
             "aspect_ratio": self.aspect_ratio,
@@ -250,10 +341,7 @@ mod tests {
             next_step(TaskState::Generating, &ProviderStatus::Succeeded { urls: vec!["a".into()] }),
             Step::CopyResults(vec!["a".into()])
         );
-        assert_eq!(
-            next_step(TaskState::Submitted, &ProviderStatus::Succeeded { urls: vec![] }),
-            Step::Fail(TaskFailure::ResultInvalid)
-        );
+        assert_eq!(next_step(TaskState::Submitted, &ProviderStatus::Succeeded { urls: vec![] }), Step::Fail(TaskFailure::ResultInvalid));
     }
 
     #[test]
@@ -271,31 +359,16 @@ mod tests {
 
     #[test]
     fn view_signs_stored_files_and_keeps_external_urls() {
-        let rec = TaskRecord {
-            id: "tsk_1".into(),
-            user_id: "usr_1".into(),
-            model: "nano-banana-edit".into(),
-            prompt: "p".into(),
-            aspect_ratio: Some("1:1".into()),
-            resolution: None,
-            output_format: Some("png".into()),
-            inputs: r#"[{"key":"in/a.png"},{"url":"https://img.example/b.jpg"}]"#.into(),
-            results: r#"[{"key":"out/tsk_1/0.png","content_type":"image/png","bytes":10}]"#.into(),
-            state: "succeeded".into(),
-            credits: 2,
-            error_code: None,
-            error_message: None,
-            provider_task_id: Some("abc".into()),
-            callback_token: "secret".into(),
-            request_hash: None,
-            attempts: 1,
-            checked_at: None,
-            submitted_at: None,
-            deadline_at: None,
-            created_at: 0,
-            updated_at: 1000,
-            completed_at: Some(1000),
-        };
+        let row = json!({
+            "id": "tsk_aaaaaaaaaaaaaaaaaaaaaaaaaa", "user_id": "usr_aaaaaaaaaaaaaaaaaaaaaaaaaa", "model": "nano-banana-edit",
+            "prompt": "p", "aspect_ratio": "1:1", "resolution": null, "output_format": "png",
+            "inputs": r#"[{"key":"in/a.png"},{"url":"https://img.example/b.jpg"}]"#,
+            "results": r#"[{"key":"out/tsk_1/0.png","content_type":"image/png","bytes":10}]"#,
+            "state": "succeeded", "credits": 2, "error_code": null, "error_message": null, "provider_task_id": "abc",
+            "callback_token": "secret", "request_hash": null, "attempts": 1, "checked_at": null, "submitted_at": null,
+            "deadline_at": null, "created_at": 0, "updated_at": 1000, "completed_at": 1000
+        });
+        let rec: Task = serde_json::from_value(row.clone()).unwrap();
         let v = rec.view(&|k| format!("https://w/files/{k}?sig=x"));
         assert_eq!(v["inputs"][0]["url"], "https://w/files/in/a.png?sig=x");
         assert_eq!(v["inputs"][1]["url"], "https://img.example/b.jpg");
@@ -303,5 +376,29 @@ mod tests {
         assert_eq!(v["created_at"], "1970-01-01T00:00:00.000Z");
         assert_eq!(v["completed_at"], "1970-01-01T00:00:01.000Z");
         assert!(!v.to_string().contains("secret"), "the callback token never leaves the server");
+
+        // A row that does not fit is an error, not a guess.
+        let mut unknown_state = row.clone();
+        unknown_state["state"] = json!("paused");
+        assert!(serde_json::from_value::<Task>(unknown_state).is_err());
+        let mut broken_inputs = row;
+        broken_inputs["inputs"] = json!("[{");
+        assert!(serde_json::from_value::<Task>(broken_inputs).is_err());
+    }
+
+    #[test]
+    fn state_filter_lists_the_states_when_unknown() {
+        assert_eq!(TaskState::parse_filter(None).unwrap(), None);
+        assert_eq!(TaskState::parse_filter(Some("")).unwrap(), None);
+        assert_eq!(TaskState::parse_filter(Some("failed")).unwrap(), Some(TaskState::Failed));
+        let e = TaskState::parse_filter(Some("done")).unwrap_err();
+        assert_eq!(e.details.unwrap()["allowed"].as_array().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn transitions_start_only_from_their_states() {
+        assert!(Transition::SUCCEED.from.iter().all(|s| !s.is_terminal()));
+        assert!(Transition::FAIL.from.iter().all(|s| !s.is_terminal()));
+        assert_eq!(Transition::SUBMIT.from, &[TaskState::Queued]);
     }
 }

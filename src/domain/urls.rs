@@ -64,9 +64,18 @@ mod tests {
 
     #[test]
     fn private_hosts_are_refused() {
-        for bad in ["http://localhost/a.png", "http://127.0.0.1:8787/a", "http://10.1.2.3/a", "http://172.20.0.1/a",
-            "http://192.168.1.1/a", "http://169.254.169.254/latest", "http://[::1]/a", "http://intranet/a", "file:///etc/passwd",
-            "javascript:alert(1)"] {
+        for bad in [
+            "http://localhost/a.png",
+            "http://127.0.0.1:8787/a",
+            "http://10.1.2.3/a",
+            "http://172.20.0.1/a",
+            "http://192.168.1.1/a",
+            "http://169.254.169.254/latest",
+            "http://[::1]/a",
+            "http://intranet/a",
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+        ] {
             assert!(check_image_url(0, bad).is_err(), "{bad}");
         }
         for good in ["https://images.example.com/cat.png", "http://8.8.8.8/a.jpg", "https://172.32.0.1/a"] {

@@ -1,46 +1,38 @@
-//! `GET /api/me` and `GET /api/me/ledger`.
+//! `GET /api/me` and `GET /api/me/ledger`: the key owner's balance and every
+//! credit movement.
 
-use super::{authenticate, id_cursor, json_response, page_limit, paginate, Ctx};
+use super::ctx::Ctx;
+use super::extract::{id_cursor, page_limit, paginate};
+use super::{auth, json_response};
+use crate::adapters::d1::Db;
+use crate::adapters::store::users::{self, User};
 use crate::domain::error::AppResult;
+use crate::domain::ids::UserId;
 use crate::domain::time::rfc3339;
-use crate::edge::store::{self, UserRow};
 use serde_json::{json, Value};
 use worker::{Request, Response};
 
-/// `GET /api/models`: every model with its current price and limits, so
-/// clients never carry a copy that can drift from this deployment.
-pub fn models(ctx: &Ctx) -> AppResult<Response> {
-    let cfg = ctx.config()?;
-    let models: Vec<Value> = crate::domain::model::MODELS
-        .iter()
-        .map(|m| {
-            json!({ "name": m.name, "price": cfg.price(m.name), "max_prompt_chars": m.max_prompt_chars,
-                    "min_images": m.min_images, "max_images": m.max_images,
-                    "max_image_bytes": m.max_image_bytes.min(cfg.max_upload_bytes),
-                    "aspect_ratios": m.aspect_ratios, "default_aspect_ratio": m.default_aspect_ratio,
-                    "resolutions": m.resolutions, "output_formats": m.formats, "default_output_format": m.default_format,
-                    "image_types": ["image/jpeg", "image/png", "image/webp"] })
-        })
-        .collect();
-    let resp = json_response(200, &json!({ "models": models, "max_body_bytes": cfg.max_body_bytes }))?;
-    let _ = resp.headers().set("Cache-Control", "public, max-age=60");
-    Ok(resp)
-}
-
-pub fn user_view(u: &UserRow) -> Value {
+pub fn user_view(u: &User) -> Value {
     json!({ "id": u.id, "name": u.name, "credits": u.credits, "created_at": rfc3339(u.created_at) })
 }
 
-pub async fn me(ctx: &Ctx, req: &Request) -> AppResult<Response> {
+pub async fn me(ctx: &Ctx, req: Request) -> AppResult<Response> {
     ctx.config()?;
-    let db = ctx.db()?;
-    let user = authenticate(ctx, req, &db).await?;
+    let user = auth::user(ctx, &req, &ctx.db()?).await?;
     json_response(200, &json!({ "user": user_view(&user) }))
 }
 
-pub async fn ledger_page(ctx: &Ctx, db: &crate::edge::db::Db, user_id: &str) -> AppResult<Value> {
+pub async fn ledger(ctx: &Ctx, req: Request) -> AppResult<Response> {
+    ctx.config()?;
+    let db = ctx.db()?;
+    let user = auth::user(ctx, &req, &db).await?;
+    json_response(200, &ledger_page(ctx, &db, &user.id).await?)
+}
+
+/// One page of a user's ledger (also the admin view of it).
+pub async fn ledger_page(ctx: &Ctx, db: &Db, user_id: &UserId) -> AppResult<Value> {
     let limit = page_limit(ctx)?;
-    let rows = store::ledger(db, user_id, limit + 1, id_cursor(ctx)?).await?;
+    let rows = users::ledger(db, user_id, limit + 1, id_cursor(ctx)?).await?;
     let (page, next_cursor) = paginate(rows, limit, |r| r.id.to_string());
     let entries: Vec<Value> = page
         .iter()
@@ -50,11 +42,4 @@ pub async fn ledger_page(ctx: &Ctx, db: &crate::edge::db::Db, user_id: &str) -> 
         })
         .collect();
     Ok(json!({ "entries": entries, "next_cursor": next_cursor }))
-}
-
-pub async fn ledger(ctx: &Ctx, req: &Request) -> AppResult<Response> {
-    ctx.config()?;
-    let db = ctx.db()?;
-    let user = authenticate(ctx, req, &db).await?;
-    json_response(200, &ledger_page(ctx, &db, &user.id).await?)
 }

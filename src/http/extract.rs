@@ -2,7 +2,7 @@
 //! query strings, pagination limits and cursors. Every failure is an
 //! [`AppError`] with the api.md code.
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use serde_json::{json, Value};
 use worker::Request;
@@ -14,12 +14,13 @@ pub async fn read_json(req: &mut Request, max_bytes: u64) -> AppResult<Value> {
         return Err(AppError::new(ErrorCode::UnsupportedMediaType, "Send the body as application/json."));
     }
     check_length(req, max_bytes)?;
-    let bytes = req.bytes().await.map_err(|e| AppError::invalid_request("Could not read the request body.").with_internal(e.to_string()))?;
+    let bytes =
+        req.bytes().await.map_err(|e| AppError::invalid_request("Could not read the request body.").with_internal(e.to_string()))?;
     if bytes.len() as u64 > max_bytes {
         return Err(too_large(max_bytes));
     }
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| AppError::new(ErrorCode::InvalidJson, format!("The body is not valid JSON: {e}.")))?;
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|e| AppError::new(ErrorCode::InvalidJson, format!("The body is not valid JSON: {e}.")))?;
     if !value.is_object() {
         return Err(AppError::new(ErrorCode::InvalidRequest, "The body must be a JSON object."));
     }
@@ -38,45 +39,6 @@ pub fn check_length(req: &Request, max_bytes: u64) -> AppResult<Option<u64>> {
         Some(n) if n > max_bytes => Err(too_large(max_bytes)),
         other => Ok(other),
     }
-}
-
-/// Splits `a=1&b=2` (percent-decoded, `+` as space).
-pub fn parse_query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escaped = (b == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b, escaped) {
-            (_, Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (other, None) => {
-                out.push(other);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Pagination limit: 1..=100, default 20.
@@ -105,7 +67,6 @@ pub fn decode_cursor(ctx: &Ctx) -> AppResult<Option<(i64, String)>> {
     let (ts, id) = text.split_once('|').ok_or_else(bad)?;
     Ok(Some((ts.parse().map_err(|_| bad())?, id.to_string())))
 }
-
 
 /// The `cursor` of pages keyed by a row id (ledger, audit).
 pub fn id_cursor(ctx: &Ctx) -> AppResult<Option<i64>> {

@@ -1,36 +1,37 @@
-//! `GET /api/health`: cheap, public, no secrets. Also answers the diagnose
-//! probe (`?probe=n`) with a signature only this deployment can make.
+//! `GET /api/health`: cheap, public, no secrets. Also answers diagnose's probe
+//! (`?probe=<nonce>`) with a signature only this deployment can make.
 
-use super::{json_response, Ctx};
+use super::ctx::Ctx;
+use super::json_response;
+use crate::adapters::cache::Cache;
+use crate::adapters::files::Files;
+use crate::adapters::settings::read_config;
+use crate::build_info::{BUILT_AT, COMMIT, VERSION};
 use crate::domain::error::AppResult;
-use crate::domain::signature::file_signature;
-use crate::pipeline::FILES_BUCKET;
+use crate::domain::signature::probe_signature;
 use serde_json::json;
-use worker::Response;
+use worker::{Request, Response};
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const COMMIT: &str = env!("BUILD_GIT_COMMIT");
-pub const BUILT_AT: &str = env!("BUILD_TIME");
-
-pub fn probe_signature(secret: &str, nonce: &str) -> String {
-    file_signature(secret, &format!("probe:{nonce}"), 0)
+/// Where diagnose keeps the nonce it asks the public URL to sign.
+pub fn probe_cache_key(nonce: &str) -> String {
+    format!("diagnose:{nonce}")
 }
 
-pub async fn health(ctx: &Ctx) -> AppResult<Response> {
-    let env = &ctx.env;
-    let config = crate::edge::read_config(env);
+pub async fn get(ctx: &Ctx, _req: Request) -> AppResult<Response> {
+    let config = read_config(&ctx.env);
     let missing: Vec<String> = config.as_ref().err().map(|p| p.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
 
     let d1_ok = match ctx.db() {
         Ok(db) => db.ping().await.is_ok(),
         Err(_) => false,
     };
-    let kv_ok = match env.kv("CACHE") {
-        Ok(kv) => kv.get("health").text().await.is_ok(),
-        Err(_) => false,
+    let cache = Cache::from_env(&ctx.env).ok();
+    let kv_ok = match &cache {
+        Some(kv) => kv.get("health").await.is_ok(),
+        None => false,
     };
-    let r2_ok = match env.bucket(FILES_BUCKET) {
-        Ok(b) => b.head("health").await.is_ok(),
+    let r2_ok = match Files::from_env(&ctx.env) {
+        Ok(files) => files.head("health").await.is_ok(),
         Err(_) => false,
     };
     let status = if !d1_ok || !missing.is_empty() {
@@ -57,12 +58,15 @@ pub async fn health(ctx: &Ctx) -> AppResult<Response> {
     if let (Some(nonce), Ok(cfg)) = (ctx.query("probe"), &config) {
         if nonce.len() <= 64 && nonce.bytes().all(|b| b.is_ascii_alphanumeric()) {
             // Known only to the deployment whose diagnose wrote it into its own KV.
-            let known = match env.kv("CACHE") {
-                Ok(kv) => kv.get(&format!("diagnose:{nonce}")).text().await.ok().flatten().is_some(),
-                Err(_) => false,
+            let known = match &cache {
+                Some(kv) => kv.get(&probe_cache_key(nonce)).await.ok().flatten().is_some(),
+                None => false,
             };
             if let Some(o) = body.as_object_mut() {
-                o.insert("probe".into(), json!({ "nonce": nonce, "signature": probe_signature(&cfg.file_url_secret, nonce), "known": known }));
+                o.insert(
+                    "probe".into(),
+                    json!({ "nonce": nonce, "signature": probe_signature(&cfg.file_url_secret, nonce), "known": known }),
+                );
             }
         }
     }

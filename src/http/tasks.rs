@@ -1,65 +1,77 @@
 //! `GET /api/tasks/:id` (with the polling fallback) and `GET /api/tasks`.
 
-use super::{authenticate, decode_cursor, encode_cursor, json_response, page_limit, paginate, user_key_hash, Ctx};
+use super::ctx::Ctx;
+use super::extract::{decode_cursor, encode_cursor, page_limit, paginate};
+use super::{auth, json_response};
+use crate::adapters::clock::now_ms;
+use crate::adapters::store::tasks;
 use crate::domain::error::{AppError, AppResult};
-use crate::domain::task::TaskState;
-use crate::edge::store;
-use crate::pipeline::now_ms;
+use crate::domain::ids::TaskId;
+use crate::domain::task::{Task, TaskState};
+use crate::pipeline::Pipeline;
 use serde_json::json;
 use worker::{Request, Response};
 
-pub async fn get(ctx: &Ctx, req: &Request, id: &str) -> AppResult<Response> {
+pub async fn get(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;
     let pipeline = ctx.pipeline()?;
-    let db = &pipeline.db;
-    let hash = user_key_hash(req)?;
-    ctx.log.set("task_id", id);
-    // One indexed query authenticates and reads the task.
-    let mut task = match store::task_for_key(db, &hash, id).await? {
-        Some(t) => t,
-        None => {
-            // Tell a bad key (401) from a task that is missing or not yours (404).
-            authenticate(ctx, req, db).await?;
-            return Err(AppError::not_found());
-        }
-    };
-    ctx.log.set("user_id", &task.user_id);
-    if let Some(p) = &task.provider_task_id {
-        ctx.log.set("provider_task_id", p);
-    }
-    let state = task.state();
-    if !state.is_terminal() {
-        let now = now_ms();
-        let refreshed = if state == TaskState::Queued {
-            pipeline.submit(&task).await.map(|_| true)?
-        } else {
-            store::claim_refresh(db, &task.id, now, cfg.poll_interval_s * 1000, false).await? && {
-                pipeline.refresh(&task).await?;
-                true
-            }
-        };
-        if refreshed {
-            task = store::task_by_id(db, id).await?.ok_or_else(AppError::not_found)?;
-        }
-    }
-    let view = task.view(&ctx.result_url(&cfg));
-    json_response(200, &json!({ "task": view }))
+    let task = read_own_task(ctx, &req, &pipeline).await?;
+    let task = refresh_if_due(&pipeline, task, cfg.poll_interval_s * 1000).await?;
+    json_response(200, &json!({ "task": task.view(&ctx.result_url(&cfg)) }))
 }
 
-pub async fn list(ctx: &Ctx, req: &Request) -> AppResult<Response> {
+/// The caller's task, read and authenticated by one indexed query; a bad key
+/// is 401, a task that is missing or someone else's is 404.
+async fn read_own_task(ctx: &Ctx, req: &Request, pipeline: &Pipeline) -> AppResult<Task> {
+    let hash = auth::user_key_hash(req)?;
+    let found = match TaskId::parse(ctx.param("id")) {
+        Some(id) => {
+            ctx.log.set("task_id", id.as_str());
+            tasks::for_key(&pipeline.db, &hash, &id).await?
+        }
+        None => None,
+    };
+    let Some(task) = found else {
+        auth::user(ctx, req, &pipeline.db).await?;
+        return Err(AppError::not_found());
+    };
+    ctx.log.set("user_id", task.user_id.as_str());
+    if let Some(p) = &task.provider_task_id {
+        ctx.log.set("provider_task_id", p.as_str());
+    }
+    Ok(task)
+}
+
+/// The polling fallback: an unfinished task is submitted (queued) or asked
+/// about at Kie, at most once per `interval_ms` however many clients poll.
+async fn refresh_if_due(pipeline: &Pipeline, task: Task, interval_ms: i64) -> AppResult<Task> {
+    let refreshed = match task.state {
+        s if s.is_terminal() => false,
+        TaskState::Queued => {
+            pipeline.submit(&task).await?;
+            true
+        }
+        _ if tasks::claim_refresh(&pipeline.db, &task.id, now_ms(), interval_ms, false).await? => {
+            pipeline.refresh(&task).await?;
+            true
+        }
+        _ => false,
+    };
+    if refreshed {
+        tasks::existing(&pipeline.db, &task.id).await
+    } else {
+        Ok(task)
+    }
+}
+
+pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;
     let db = ctx.db()?;
-    let user = authenticate(ctx, req, &db).await?;
+    let user = auth::user(ctx, &req, &db).await?;
     let limit = page_limit(ctx)?;
-    let state = match ctx.query("state").filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
-            AppError::validation_allowed("state", "Unknown state.", &["queued", "submitted", "generating", "succeeded", "failed"])
-        })?),
-    };
-    let cursor = decode_cursor(ctx)?;
-    let tasks = store::list_tasks(&db, Some(&user.id), state.map(|s| s.as_str()), limit + 1, cursor).await?;
-    let (page, next_cursor) = paginate(tasks, limit, |t| encode_cursor(t.created_at, &t.id));
+    let state = TaskState::parse_filter(ctx.query("state"))?;
+    let rows = tasks::list(&db, Some(&user.id), state, limit + 1, decode_cursor(ctx)?).await?;
+    let (page, next_cursor) = paginate(rows, limit, |t| encode_cursor(t.created_at, t.id.as_str()));
     let sign = ctx.result_url(&cfg);
     let views: Vec<_> = page.iter().map(|t| t.view(&sign)).collect();
     json_response(200, &json!({ "tasks": views, "next_cursor": next_cursor }))

@@ -3,12 +3,17 @@
 //! per-task token always), answer at once, and confirm the state with Kie in
 //! the background.
 
-use super::{check_length, json_response, Ctx};
+use super::ctx::Ctx;
+use super::extract::{check_length, too_large};
+use super::json_response;
+use crate::adapters::clock::now_ms;
+use crate::adapters::store::tasks;
 use crate::domain::error::{AppError, AppResult, ErrorCode};
-use crate::domain::kie::{parse_callback, ProviderStatus};
+use crate::domain::ids::TaskId;
+use crate::domain::kie::{parse_callback, KieCallback};
 use crate::domain::signature::{ct_eq, verify_kie_webhook};
-use crate::edge::store;
-use crate::pipeline::{now_ms, Pipeline};
+use crate::domain::task::Task;
+use crate::pipeline::Pipeline;
 use serde_json::json;
 use std::time::Duration;
 use worker::{Delay, Request, Response};
@@ -18,106 +23,101 @@ const HMAC_WINDOW_S: i64 = 300;
 /// Duplicate callbacks within this window share one confirmation call to Kie.
 const CONFIRM_INTERVAL_MS: i64 = 1_000;
 
-fn hint_name(h: &Option<ProviderStatus>) -> &'static str {
-    match h {
-        Some(ProviderStatus::Waiting) => "waiting",
-        Some(ProviderStatus::Generating) => "generating",
-        Some(ProviderStatus::Succeeded { .. }) => "success",
-        Some(ProviderStatus::Failed { .. }) => "fail",
-        None => "none",
-    }
-}
-
 pub async fn receive(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;
     let pipeline = ctx.pipeline()?;
-    check_length(&req, MAX_CALLBACK_BYTES)?;
-    let body = req.bytes().await.map_err(|e| AppError::invalid_request("Could not read the callback body.").with_internal(e.to_string()))?;
-    if body.len() as u64 > MAX_CALLBACK_BYTES {
-        return Err(super::too_large(MAX_CALLBACK_BYTES));
-    }
-    let callback = parse_callback(&body).ok_or_else(|| AppError::new(ErrorCode::InvalidJson, "The callback body is not a JSON object."))?;
-    let provider_id = callback.provider_task_id.clone();
-    if let Some(p) = &provider_id {
-        ctx.log.set("provider_task_id", p);
-    }
-
+    let callback = read_callback(ctx, &mut req).await?;
     if let Some(key) = &cfg.kie_webhook_hmac_key {
-        let header = |n: &str| req.headers().get(n).ok().flatten();
-        let (ts, sig) = (header("X-Webhook-Timestamp"), header("X-Webhook-Signature"));
-        if let Err(why) = verify_kie_webhook(key, provider_id.as_deref(), ts.as_deref(), sig.as_deref(), now_ms() / 1000, HMAC_WINDOW_S) {
-            return Err(AppError::unauthorized("The callback signature is not valid.").with_internal(why.reason()));
-        }
+        check_signature(&req, key, &callback)?;
     }
-
-    let task = match (ctx.query("task"), &provider_id) {
-        (Some(id), _) => store::task_by_id(&pipeline.db, id).await?,
-        (None, Some(p)) => store::task_by_provider_id(&pipeline.db, p).await?,
-        (None, None) => None,
-    };
-    let Some(task) = task else {
+    let Some(task) = find_task(ctx, &pipeline, &callback).await? else {
         ctx.log.warn("callback.unknown_task", "callback for a task we do not know", json!({ "shape": callback.shape }));
         return json_response(200, &json!({ "ok": true, "ignored": "unknown_task" }));
     };
-    ctx.log.set("task_id", &task.id);
-    ctx.log.set("user_id", &task.user_id);
-
-    let token_ok = ctx.query("token").is_some_and(|t| ct_eq(t.as_bytes(), task.callback_token.as_bytes()));
-    let same_task = match (&provider_id, &task.provider_task_id) {
-        (Some(from_body), Some(ours)) => from_body == ours,
-        _ => true,
-    };
-    if !token_ok || !same_task {
-        let why = if token_ok { "callback taskId belongs to another task" } else { "missing or wrong task token" };
-        return Err(AppError::unauthorized("This callback is not authorised for that task.").with_internal(why));
-    }
-
+    ctx.log.set("task_id", task.id.as_str());
+    ctx.log.set("user_id", task.user_id.as_str());
+    check_task_token(ctx, &task, &callback)?;
     ctx.log.info(
         "callback.received",
         "Kie callback received",
-        json!({ "shape": callback.shape, "hint": hint_name(&callback.hint), "task_state": task.state }),
+        json!({ "shape": callback.shape, "hint": callback.hint.as_ref().map_or("none", |h| h.name()), "task_state": task.state.as_str() }),
     );
-    if task.state().is_terminal() {
-        return json_response(200, &json!({ "ok": true, "state": task.state }));
+    if task.state.is_terminal() {
+        return json_response(200, &json!({ "ok": true, "state": task.state.as_str() }));
     }
-    let p = pipeline.clone();
-    let task_id = task.id.clone();
-    ctx.in_background(async move { confirm(p, task_id).await });
+    ctx.in_background("confirm_callback", confirm(pipeline.clone(), task.id));
     json_response(200, &json!({ "ok": true }))
+}
+
+async fn read_callback(ctx: &Ctx, req: &mut Request) -> AppResult<KieCallback> {
+    check_length(req, MAX_CALLBACK_BYTES)?;
+    let body =
+        req.bytes().await.map_err(|e| AppError::invalid_request("Could not read the callback body.").with_internal(e.to_string()))?;
+    if body.len() as u64 > MAX_CALLBACK_BYTES {
+        return Err(too_large(MAX_CALLBACK_BYTES));
+    }
+    let callback = parse_callback(&body).ok_or_else(|| AppError::new(ErrorCode::InvalidJson, "The callback body is not a JSON object."))?;
+    if let Some(p) = &callback.provider_task_id {
+        ctx.log.set("provider_task_id", p.as_str());
+    }
+    Ok(callback)
+}
+
+/// Kie's HMAC over the body's task id and the timestamp header.
+fn check_signature(req: &Request, key: &str, callback: &KieCallback) -> AppResult<()> {
+    let header = |n: &str| req.headers().get(n).ok().flatten();
+    let (ts, sig) = (header("X-Webhook-Timestamp"), header("X-Webhook-Signature"));
+    let task_id = callback.provider_task_id.as_ref().map(|p| p.as_str());
+    verify_kie_webhook(key, task_id, ts.as_deref(), sig.as_deref(), now_ms() / 1000, HMAC_WINDOW_S)
+        .map_err(|why| AppError::unauthorized("The callback signature is not valid.").with_internal(why.reason()))
+}
+
+/// The task named by our callback URL (`?task=`), else by Kie's task id.
+async fn find_task(ctx: &Ctx, pipeline: &Pipeline, callback: &KieCallback) -> AppResult<Option<Task>> {
+    match (ctx.query("task"), &callback.provider_task_id) {
+        (Some(id), _) => match TaskId::parse(id) {
+            Some(id) => tasks::by_id(&pipeline.db, &id).await,
+            None => Ok(None),
+        },
+        (None, Some(p)) => tasks::by_provider_id(&pipeline.db, p).await,
+        (None, None) => Ok(None),
+    }
+}
+
+/// The per-task token we put into the callback URL, and Kie's id must be the task's.
+fn check_task_token(ctx: &Ctx, task: &Task, callback: &KieCallback) -> AppResult<()> {
+    let token_ok = ctx.query("token").is_some_and(|t| ct_eq(t.as_bytes(), task.callback_token.as_bytes()));
+    let same_task = match (&callback.provider_task_id, &task.provider_task_id) {
+        (Some(from_body), Some(ours)) => from_body == ours,
+        _ => true,
+    };
+    match (token_ok, same_task) {
+        (true, true) => Ok(()),
+        (false, _) => {
+            Err(AppError::unauthorized("This callback is not authorised for that task.").with_internal("missing or wrong task token"))
+        }
+        (true, false) => Err(AppError::unauthorized("This callback is not authorised for that task.")
+            .with_internal("callback taskId belongs to another task")),
+    }
 }
 
 /// Asks Kie for the real state (once per second at most, however many
 /// duplicates arrive) and applies it.
-async fn confirm(p: Pipeline, task_id: String) {
+async fn confirm(p: Pipeline, task_id: TaskId) -> AppResult<()> {
     for attempt in 0..3 {
-        let now = now_ms();
-        match store::claim_refresh(&p.db, &task_id, now, CONFIRM_INTERVAL_MS, true).await {
-            Ok(true) => {
-                if let Ok(Some(task)) = store::task_by_id(&p.db, &task_id).await {
-                    if let Err(e) = p.refresh(&task).await {
-                        p.log.error("callback.confirm_failed", "could not apply the callback", json!({ "task_id": task_id, "cause": e.internal }));
-                    }
-                }
-                // The request line was written before this work: account for it here.
-                let (d1_queries, d1_rows_read, d1_rows_written, kie_calls) = p.log.counters();
-                p.log.info(
-                    "callback.confirmed",
-                    "callback confirmed with Kie",
-                    json!({ "task_id": task_id, "d1_queries": d1_queries, "d1_rows_read": d1_rows_read,
-                            "d1_rows_written": d1_rows_written, "kie_calls": kie_calls }),
-                );
-                return;
+        if tasks::claim_refresh(&p.db, &task_id, now_ms(), CONFIRM_INTERVAL_MS, true).await? {
+            if let Some(task) = tasks::by_id(&p.db, &task_id).await? {
+                p.refresh(&task).await?;
             }
-            Ok(false) => {
-                // Another refresh just ran (or the task is queued/finished): look again shortly.
-                match store::task_by_id(&p.db, &task_id).await {
-                    Ok(Some(t)) if t.state().is_terminal() => return,
-                    Ok(Some(t)) if t.provider_task_id.is_none() && attempt == 2 => return,
-                    _ => {}
-                }
-                Delay::from(Duration::from_millis(1_100)).await;
-            }
-            Err(_) => return,
+            return Ok(());
         }
+        // Another refresh just ran (or the task is queued/finished): look again shortly.
+        match tasks::by_id(&p.db, &task_id).await? {
+            Some(t) if t.state.is_terminal() => return Ok(()),
+            Some(t) if t.provider_task_id.is_none() && attempt == 2 => return Ok(()),
+            _ => {}
+        }
+        Delay::from(Duration::from_millis(1_100)).await;
     }
+    Ok(())
 }

@@ -60,7 +60,7 @@ test('429 for a while, then 455, then HTTP 500, then a timeout: nothing lost, no
   const slow = await create(u.key, 'during a timeout');
   assert.equal(slow.status, 502);
   assert.deepEqual(await ledgerKinds(slow.body.error.details.task.id), ['reserve', 'release']);
-  assert.ok(s.logs.some((l) => l.event === 'kie.call' && l.task_id === slow.body.error.details.task.id && l.kie_transport === 'timeout'));
+  assert.ok(s.logs.some((l) => l.event === 'kie.call' && l.task_id === slow.body.error.details.task.id && l.kie_transport === 'timed out'));
 
   s.sim.addFault({ endpoint: 'create', kind: 'garbage', times: 1 });
   const garbage = await create(u.key, 'garbage answer');

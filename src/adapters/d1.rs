@@ -5,6 +5,7 @@
 use super::log::Log;
 use crate::domain::error::{AppError, AppResult};
 use serde::de::DeserializeOwned;
+use std::rc::Rc;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, D1Result};
 
@@ -20,40 +21,21 @@ pub fn opt_text(v: Option<&str>) -> JsValue {
 
 #[derive(Clone)]
 pub struct Db {
-    d1: std::rc::Rc<D1Database>,
+    d1: Rc<D1Database>,
     log: Log,
 }
 
-/// A D1 failure: the message is kept for the log; `constraint` tells whether a
-/// UNIQUE/CHECK constraint refused the write (a lost race, not a fault).
-#[derive(Debug)]
-pub struct DbError {
-    pub message: String,
-    pub constraint: bool,
-}
-
-impl From<DbError> for AppError {
-    fn from(e: DbError) -> AppError {
-        AppError::internal(format!("d1: {}", e.message))
-    }
-}
-
-fn db_error(e: worker::Error) -> DbError {
-    let message = e.to_string();
-    let constraint = message.contains("constraint failed");
-    DbError { message, constraint }
+fn d1_error(what: &str, e: worker::Error) -> AppError {
+    AppError::internal(format!("d1 {what}: {e}"))
 }
 
 impl Db {
     pub fn new(d1: D1Database, log: Log) -> Db {
-        Db { d1: std::rc::Rc::new(d1), log }
+        Db { d1: Rc::new(d1), log }
     }
 
     pub fn stmt(&self, sql: &str, args: &[JsValue]) -> AppResult<D1PreparedStatement> {
-        self.d1
-            .prepare(sql)
-            .bind(args)
-            .map_err(|e| AppError::internal(format!("d1 bind: {e}")))
+        self.d1.prepare(sql).bind(args).map_err(|e| d1_error("bind", e))
     }
 
     /// (rows read, rows written, rows changed) of one statement.
@@ -66,16 +48,10 @@ impl Db {
             .unwrap_or((0, 0, 0))
     }
 
-    /// Counts one round trip for the log; returns the changed-row count.
-    fn count(&self, result: &D1Result) -> usize {
-        let (read, written, changes) = Self::meta(result);
-        self.log.count_d1(read, written);
-        changes
-    }
-
     pub async fn all<T: DeserializeOwned>(&self, stmt: D1PreparedStatement) -> AppResult<Vec<T>> {
-        let result = stmt.all().await.map_err(db_error)?;
-        self.count(&result);
+        let result = stmt.all().await.map_err(|e| d1_error("query", e))?;
+        let (read, written, _) = Self::meta(&result);
+        self.log.count_d1(read, written);
         result.results::<T>().map_err(|e| AppError::internal(format!("d1 decode: {e}")))
     }
 
@@ -85,23 +61,21 @@ impl Db {
 
     /// Runs a write; returns how many rows it changed.
     pub async fn run(&self, stmt: D1PreparedStatement) -> AppResult<usize> {
-        Ok(self.try_run(stmt).await?)
-    }
-
-    pub async fn try_run(&self, stmt: D1PreparedStatement) -> Result<usize, DbError> {
-        let result = stmt.run().await.map_err(db_error)?;
-        Ok(self.count(&result))
+        let result = stmt.run().await.map_err(|e| d1_error("write", e))?;
+        let (read, written, changes) = Self::meta(&result);
+        self.log.count_d1(read, written);
+        Ok(changes)
     }
 
     /// Runs statements as one transaction; returns each one's changed-row count.
-    pub async fn batch(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<usize>, DbError> {
-        let results = self.d1.batch(stmts).await.map_err(db_error)?;
+    pub async fn batch(&self, stmts: Vec<D1PreparedStatement>) -> AppResult<Vec<usize>> {
+        let results = self.d1.batch(stmts).await.map_err(|e| d1_error("batch", e))?;
         let metas: Vec<_> = results.iter().map(Self::meta).collect();
         self.log.count_d1(metas.iter().map(|m| m.0).sum(), metas.iter().map(|m| m.1).sum());
         Ok(metas.into_iter().map(|m| m.2).collect())
     }
 
-    /// Runs a raw statement for health checks.
+    /// The cheapest round trip, for health checks.
     pub async fn ping(&self) -> AppResult<()> {
         let stmt = self.stmt("SELECT 1 AS one", &[])?;
         self.all::<serde_json::Value>(stmt).await.map(|_| ())

@@ -3,15 +3,22 @@
 //! with a hint a person can act on. Never spends Kie credits, never touches
 //! user data. `?format=text` gives a report a person can read.
 
+use super::super::ctx::{config_error, Ctx};
+use super::super::health::probe_cache_key;
+use super::super::{auth, json_response};
+use crate::adapters::cache::Cache;
+use crate::adapters::clock::{now_ms, random_bytes};
+use crate::adapters::d1::Db;
+use crate::adapters::files::Files;
+use crate::adapters::kie::KieClient;
+use crate::adapters::outbound;
+use crate::adapters::settings::{read_config, setting};
+use crate::adapters::store::ops;
+use crate::build_info::{COMMIT, VERSION};
 use crate::domain::config::{Config, ConfigProblem, REQUIRED_SECRETS};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::kie::Transport;
-use crate::edge::db::Db;
-use crate::edge::kie_client::{fetch_with_timeout, ua_headers, KieClient};
-use crate::edge::{read_config, setting};
-use crate::http::{authenticate_admin, config_error, json_response, random_bytes, Ctx};
-use crate::pipeline::{now_ms, FILES_BUCKET};
-use serde::Deserialize;
+use crate::domain::signature::{probe_signature, signed_file_url};
 use serde_json::{json, Value};
 use worker::{Method, Request, Response};
 
@@ -37,17 +44,18 @@ impl Report {
 
 /// A tiny valid PNG used for the storage round trip.
 const PROBE_PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00,
-    0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78,
-    0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49,
-    0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+    0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63,
+    0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44,
+    0xAE, 0x42, 0x60, 0x82,
 ];
 
-pub async fn run(ctx: &Ctx, req: &Request) -> AppResult<Response> {
-    let admin_token = setting(&ctx.env, "ADMIN_TOKEN").ok_or_else(|| {
-        config_error(&[ConfigProblem { name: "ADMIN_TOKEN".into(), problem: "missing".into() }])
-    })?;
-    authenticate_admin(ctx, req, admin_token.trim()).await?;
+/// Unlike the other admin endpoints, diagnose must work, and say what is
+/// wrong, when other settings are broken: it needs only `ADMIN_TOKEN`.
+pub async fn run(ctx: &Ctx, req: Request) -> AppResult<Response> {
+    let admin_token = setting(&ctx.env, "ADMIN_TOKEN")
+        .ok_or_else(|| config_error(&[ConfigProblem { name: "ADMIN_TOKEN".into(), problem: "missing".into() }]))?;
+    auth::admin(ctx, &req, admin_token.trim()).await?;
     let config = read_config(&ctx.env);
     let nonce = crate::domain::signature::base32(&random_bytes::<10>()?);
     let mut r = Report::default();
@@ -82,8 +90,8 @@ pub async fn run(ctx: &Ctx, req: &Request) -> AppResult<Response> {
             status.to_uppercase(),
             failed,
             environment,
-            crate::http::health::VERSION,
-            crate::http::health::COMMIT
+            VERSION,
+            COMMIT
         );
         for c in &r.0 {
             let field = |k: &str| c[k].as_str().unwrap_or("").to_string();
@@ -93,11 +101,7 @@ pub async fn run(ctx: &Ctx, req: &Request) -> AppResult<Response> {
         let _ = resp.headers().set("Content-Type", "text/plain; charset=utf-8");
         return Ok(resp);
     }
-    json_response(
-        200,
-        &json!({ "status": status, "environment": environment, "version": crate::http::health::VERSION,
-                 "commit": crate::http::health::COMMIT, "checks": r.0 }),
-    )
+    json_response(200, &json!({ "status": status, "environment": environment, "version": VERSION, "commit": COMMIT, "checks": r.0 }))
 }
 
 fn settings(r: &mut Report, config: &Result<Config, Vec<ConfigProblem>>) {
@@ -123,7 +127,10 @@ fn settings(r: &mut Report, config: &Result<Config, Vec<ConfigProblem>>) {
             for p in problems {
                 r.fail(
                     &format!("setting {}", p.name),
-                    format!("{}: set it with `wrangler secret put {} --env <environment>` (secrets) or in [env.<environment>.vars]", p.problem, p.name),
+                    format!(
+                        "{}: set it with `wrangler secret put {} --env <environment>` (secrets) or in [env.<environment>.vars]",
+                        p.problem, p.name
+                    ),
                 );
             }
         }
@@ -131,19 +138,11 @@ fn settings(r: &mut Report, config: &Result<Config, Vec<ConfigProblem>>) {
 }
 
 async fn d1(r: &mut Report, db: Option<&Db>) {
-    #[derive(Deserialize)]
-    struct Mig {
-        name: String,
-    }
     let Some(db) = db else {
         r.fail("d1", "no D1 binding named DB in this environment's wrangler.toml section");
         return;
     };
-    let applied = match db.stmt("SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1", &[]) {
-        Ok(stmt) => db.first::<Mig>(stmt).await.map(|m| m.map(|m| m.name)),
-        Err(e) => Err(e),
-    };
-    match applied {
+    match ops::latest_migration(db).await {
         Ok(Some(name)) if name == LATEST_MIGRATION => r.pass("d1", format!("reachable; migrations current ({name})")),
         Ok(Some(name)) => r.fail("d1", format!("migrations behind: database at {name}, code expects {LATEST_MIGRATION}; run `wrangler d1 migrations apply DB --remote --env <environment>`")),
         Ok(None) => r.fail("d1", "no migrations applied; run `wrangler d1 migrations apply DB --remote --env <environment>`"),
@@ -152,22 +151,19 @@ async fn d1(r: &mut Report, db: Option<&Db>) {
 }
 
 async fn kv(ctx: &Ctx, r: &mut Report, nonce: &str) {
-    let key = format!("diagnose:{nonce}");
-    let Ok(kv) = ctx.env.kv("CACHE") else {
+    let Ok(cache) = Cache::from_env(&ctx.env) else {
         r.fail("kv", "no KV binding named CACHE in this environment");
         return;
     };
-    let written = match kv.put(&key, nonce) {
-        Ok(put) => put.expiration_ttl(120).execute().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match written {
-        Err(e) => r.fail("kv", format!("KV write failed: {e}")),
-        Ok(()) => match kv.get(&key).text().await {
-            Ok(Some(v)) if v == nonce => r.pass("kv", "written and read back"),
-            Ok(_) => r.fail("kv", "KV read did not return what was written"),
-            Err(e) => r.fail("kv", format!("KV read failed: {e}")),
-        },
+    let key = probe_cache_key(nonce);
+    if let Err(e) = cache.put(&key, nonce, 120).await {
+        r.fail("kv", format!("KV write failed: {}", e.internal.unwrap_or_default()));
+        return;
+    }
+    match cache.get(&key).await {
+        Ok(Some(v)) if v == nonce => r.pass("kv", "written and read back"),
+        Ok(_) => r.fail("kv", "KV read did not return what was written"),
+        Err(e) => r.fail("kv", format!("KV read failed: {}", e.internal.unwrap_or_default())),
     }
 }
 
@@ -184,9 +180,9 @@ async fn public_base_url(r: &mut Report, cfg: &Config, nonce: &str) -> bool {
         }
         return false;
     };
-    let expected = crate::http::health::probe_signature(&cfg.file_url_secret, nonce);
+    let expected = probe_signature(&cfg.file_url_secret, nonce);
     let probe = format!("{base}/api/health?probe={nonce}");
-    let ok = match fetch_with_timeout(&probe, Method::Get, ua_headers(), None, 10_000).await {
+    let ok = match outbound::fetch(&probe, Method::Get, outbound::headers(), None, 10_000).await {
         Transport::Response { status, body } => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let signed = v.pointer("/probe/signature").and_then(Value::as_str) == Some(expected.as_str());
@@ -203,7 +199,7 @@ async fn public_base_url(r: &mut Report, cfg: &Config, nonce: &str) -> bool {
             }
         }
         other => {
-            r.fail("public base url", format!("{base} is not reachable from the Worker ({}); Kie could not reach it either", describe(&other)));
+            r.fail("public base url", format!("{base} is not reachable from the Worker ({other}); Kie could not reach it either"));
             false
         }
     };
@@ -217,14 +213,14 @@ async fn public_base_url(r: &mut Report, cfg: &Config, nonce: &str) -> bool {
 }
 
 async fn r2(ctx: &Ctx, r: &mut Report, cfg: Option<&Config>, reaches_us: bool) {
-    let Ok(bucket) = ctx.env.bucket(FILES_BUCKET) else {
+    let Ok(files) = Files::from_env(&ctx.env) else {
         r.fail("r2", "no R2 binding named FILES in this environment");
         r.skip("public input url", "needs R2");
         return;
     };
     let key = format!("in/diagnose-{}.png", now_ms());
-    if let Err(e) = bucket.put(&key, PROBE_PNG.to_vec()).execute().await {
-        r.fail("r2", format!("R2 write failed: {e}"));
+    if let Err(e) = files.put(&key, PROBE_PNG.to_vec(), "image/png").await {
+        r.fail("r2", format!("R2 write failed: {}", e.internal.unwrap_or_default()));
         r.skip("public input url", "needs R2");
         return;
     }
@@ -232,22 +228,23 @@ async fn r2(ctx: &Ctx, r: &mut Report, cfg: Option<&Config>, reaches_us: bool) {
     match cfg {
         Some(cfg) if reaches_us || cfg.public_base_url.is_none() => {
             let origin = ctx.public_origin(cfg);
-            let url = crate::http::files::signed_url(&origin, &cfg.file_url_secret, &key, 600, now_ms());
-            match fetch_with_timeout(&url, Method::Get, ua_headers(), None, 10_000).await {
-                Transport::Response { status: 200, body } if body == PROBE_PNG => {
-                    r.pass("public input url", format!("an input signed by this Worker was fetched back through {origin}/files/ without credentials"))
-                }
+            let url = signed_file_url(&origin, &cfg.file_url_secret, &key, 600, now_ms());
+            match outbound::fetch(&url, Method::Get, outbound::headers(), None, 10_000).await {
+                Transport::Response { status: 200, body } if body == PROBE_PNG => r.pass(
+                    "public input url",
+                    format!("an input signed by this Worker was fetched back through {origin}/files/ without credentials"),
+                ),
                 Transport::Response { status, .. } => r.fail(
                     "public input url",
                     format!("a signed input URL through {origin} answered HTTP {status}; Kie would fail edits with failCode 422"),
                 ),
-                other => r.fail("public input url", format!("could not fetch {origin}/files/…: {}", describe(&other))),
+                other => r.fail("public input url", format!("could not fetch {origin}/files/…: {other}")),
             }
         }
         Some(_) => r.skip("public input url", "PUBLIC_BASE_URL does not reach this deployment (see above)"),
         None => r.skip("public input url", "needs a complete configuration first"),
     }
-    let _ = bucket.delete(&key).await;
+    let _ = files.delete(&key).await;
 }
 
 async fn kie(ctx: &Ctx, r: &mut Report, cfg: &Config) {
@@ -259,33 +256,20 @@ async fn kie(ctx: &Ctx, r: &mut Report, cfg: &Config) {
 }
 
 async fn cron(r: &mut Report, db: Option<&Db>, production: bool) {
-    #[derive(Deserialize)]
-    struct Run {
-        finished_at: i64,
-        summary: String,
-    }
     let Some(db) = db else {
         r.skip("cron", "needs D1");
         return;
     };
-    let last = match db.stmt("SELECT finished_at, summary FROM cron_runs ORDER BY id DESC LIMIT 1", &[]) {
-        Ok(stmt) => db.first::<Run>(stmt).await,
-        Err(e) => Err(e),
-    };
     let ago_s = |t: i64| (now_ms() - t) / 1000;
-    match last {
-        Ok(Some(run)) if ago_s(run.finished_at) < 300 => r.pass("cron", format!("last run {}s ago: {}", ago_s(run.finished_at), run.summary)),
-        Ok(Some(run)) => r.fail("cron", format!("last run {} min ago; check [triggers] crons of this environment", ago_s(run.finished_at) / 60)),
+    match ops::last_cron_run(db).await {
+        Ok(Some(run)) if ago_s(run.finished_at) < 300 => {
+            r.pass("cron", format!("last run {}s ago: {}", ago_s(run.finished_at), run.summary))
+        }
+        Ok(Some(run)) => {
+            r.fail("cron", format!("last run {} min ago; check [triggers] crons of this environment", ago_s(run.finished_at) / 60))
+        }
         Ok(None) if production => r.fail("cron", "the scheduled job has never run in this environment; check [triggers] crons"),
         Ok(None) => r.skip("cron", "the scheduled job has not run yet (under wrangler dev it runs on `curl <worker>/__scheduled`)"),
         Err(_) => r.fail("cron", "could not read the cron history"),
-    }
-}
-
-fn describe(t: &Transport) -> String {
-    match t {
-        Transport::Response { status, .. } => format!("HTTP {status}"),
-        Transport::Unreachable(m) => format!("unreachable: {m}"),
-        Transport::TimedOut => "timed out".into(),
     }
 }

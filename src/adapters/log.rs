@@ -2,6 +2,7 @@
 //! event, all carrying the request id and, once known, the task and Kie ids.
 //! Values that could be secrets are never passed in here.
 
+use super::clock::now_ms;
 use crate::domain::time::rfc3339;
 use serde_json::{json, Map, Value};
 use std::cell::RefCell;
@@ -39,10 +40,6 @@ struct State {
 /// A request's (or a cron run's) logger. Cheap to clone; clones share state.
 #[derive(Clone, Default)]
 pub struct Log(Rc<RefCell<State>>);
-
-fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
-}
 
 fn emit(level: Level, line: &Value) {
     let text = line.to_string();
@@ -98,7 +95,7 @@ impl Log {
         line
     }
 
-    /// One notable event: `event` is a stable name (`kie.create`, `task.state`…).
+    /// One notable event: `event` is a stable name (`kie.call`, `task.state`…).
     pub fn event(&self, level: Level, event: &str, msg: &str, fields: Value) {
         let mut line = self.base(level, msg);
         line.insert("event".into(), json!(event));
@@ -143,9 +140,11 @@ impl Log {
         emit(level, &Value::Object(line));
     }
 
-    /// Counters so far, for the cron summary and the benchmark headers.
-    pub fn counters(&self) -> (u32, u64, u64, u32) {
+    /// The cost so far as log fields, for lines written after the request line
+    /// (background work, cron runs).
+    pub fn cost_fields(&self) -> Value {
         let s = self.0.borrow();
-        (s.d1_queries, s.d1_rows_read, s.d1_rows_written, s.kie_calls)
+        json!({ "d1_queries": s.d1_queries, "d1_rows_read": s.d1_rows_read, "d1_rows_written": s.d1_rows_written,
+                "kie_calls": s.kie_calls })
     }
 }

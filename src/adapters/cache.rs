@@ -1,0 +1,27 @@
+//! KV, a cache only (eventually consistent, ≥ 60 s TTLs): never the state of
+//! record. Diagnose keeps its probe nonces here.
+
+use crate::domain::error::{AppError, AppResult};
+use worker::{kv::KvStore, Env};
+
+pub const BINDING: &str = "CACHE";
+
+pub struct Cache(KvStore);
+
+fn kv_error(what: &str, e: impl std::fmt::Display) -> AppError {
+    AppError::internal(format!("kv {what}: {e}"))
+}
+
+impl Cache {
+    pub fn from_env(env: &Env) -> AppResult<Cache> {
+        env.kv(BINDING).map(Cache).map_err(|e| kv_error("binding", e))
+    }
+
+    pub async fn put(&self, key: &str, value: &str, ttl_s: u64) -> AppResult<()> {
+        self.0.put(key, value).map_err(|e| kv_error("put", e))?.expiration_ttl(ttl_s).execute().await.map_err(|e| kv_error("put", e))
+    }
+
+    pub async fn get(&self, key: &str) -> AppResult<Option<String>> {
+        self.0.get(key).text().await.map_err(|e| kv_error("get", e))
+    }
+}
