@@ -12,6 +12,9 @@ if [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
+echo "== formatting (rustfmt.toml)" >&2
+cargo fmt --check
+
 echo "== unit tests (native, pure core)" >&2
 cargo test --quiet
 
