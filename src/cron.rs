@@ -6,12 +6,11 @@
 use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
 use crate::adapters::log::Log;
-use crate::adapters::settings::read_config;
+use crate::adapters::settings;
 use crate::adapters::store::{ops, tasks};
 use crate::domain::error::{AppError, AppResult};
 use crate::pipeline::{Pipeline, Submission};
 use serde_json::{json, Value};
-use std::rc::Rc;
 use std::time::Duration;
 use worker::{Delay, Env};
 
@@ -45,11 +44,11 @@ pub async fn run(env: Env, cron: String) {
 }
 
 async fn run_steps(env: &Env, log: &Log, started: i64) -> AppResult<Value> {
-    let cfg = read_config(env)
+    let cfg = settings::config(env)
         .map_err(|p| AppError::internal(format!("config problems: {:?}", p.iter().map(|p| &p.name).collect::<Vec<_>>())))?;
     let d1 = env.d1("DB").map_err(|e| AppError::internal(format!("d1 binding: {e}")))?;
     let db = Db::new(d1, log.clone());
-    let p = Pipeline { env: env.clone(), db: db.clone(), cfg: Rc::new(cfg), log: log.clone() };
+    let p = Pipeline { env: env.clone(), db: db.clone(), cfg, log: log.clone() };
     let mut summary = Summary::default();
     // Tasks already at Kie first: they are paid for there.
     refresh_quiet(&p, &mut summary).await?;

@@ -5,7 +5,7 @@ use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
 use crate::adapters::files::Files;
 use crate::adapters::log::Log;
-use crate::adapters::settings::read_config;
+use crate::adapters::settings;
 use crate::domain::config::{Config, ConfigProblem};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::query::parse_query;
@@ -68,7 +68,7 @@ impl Ctx {
     }
 
     pub fn config(&self) -> AppResult<Rc<Config>> {
-        self.config.get_or_init(|| read_config(&self.env).map(Rc::new).map_err(|problems| config_error(&problems))).clone()
+        self.config.get_or_init(|| settings::config(&self.env).map_err(|problems| config_error(&problems))).clone()
     }
 
     pub fn db(&self) -> AppResult<Db> {

@@ -5,7 +5,7 @@ use super::ctx::Ctx;
 use super::json_response;
 use crate::adapters::cache::Cache;
 use crate::adapters::files::Files;
-use crate::adapters::settings::read_config;
+use crate::adapters::settings;
 use crate::build_info::{BUILT_AT, COMMIT, VERSION};
 use crate::domain::error::AppResult;
 use crate::domain::signature::probe_signature;
@@ -18,7 +18,7 @@ pub fn probe_cache_key(nonce: &str) -> String {
 }
 
 pub async fn get(ctx: &Ctx, _req: Request) -> AppResult<Response> {
-    let config = read_config(&ctx.env);
+    let config = settings::config(&ctx.env);
     let missing: Vec<String> = config.as_ref().err().map(|p| p.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
 
     let d1_ok = match ctx.db() {
