@@ -734,10 +734,17 @@ mod tests {
         changed[17] = 11; // width changed after the CRC was computed
         assert_eq!(probe(&changed), malformed(ImageKind::Png, "IHDR CRC mismatch"));
         for (w, h) in [(0, 10), (10, 0), (0, 0), (MAX_DIMENSION + 1, 10), (10, u32::MAX)] {
-            assert_eq!(probe(&png_header(w, h, 8, 2)), Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Png, width: w, height: h }));
+            assert_eq!(
+                probe(&png_header(w, h, 8, 2)),
+                Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Png, width: w, height: h })
+            );
         }
         for (depth, colour) in [(16, 3), (4, 2), (1, 4), (2, 6), (3, 0), (0, 0), (32, 6)] {
-            assert_eq!(probe(&png_header(10, 10, depth, colour)), malformed(ImageKind::Png, "bit depth not allowed for its colour type"), "{depth}/{colour}");
+            assert_eq!(
+                probe(&png_header(10, 10, depth, colour)),
+                malformed(ImageKind::Png, "bit depth not allowed for its colour type"),
+                "{depth}/{colour}"
+            );
         }
         for colour in [1, 5, 7, 255] {
             assert_eq!(probe(&png_header(10, 10, 8, colour)), malformed(ImageKind::Png, "unknown colour type"));
@@ -820,9 +827,18 @@ mod tests {
     #[test]
     fn a_jpeg_frame_header_must_be_sound() {
         let frame = |marker: u8, body: &[u8]| probe(&jpeg(&[segment(marker, body)]));
-        assert_eq!(frame(0xC0, &sof_body(8, 0, 480, 3)), Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Jpeg, width: 0, height: 480 }));
-        assert_eq!(frame(0xC0, &sof_body(8, 640, 0, 3)), Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Jpeg, width: 640, height: 0 }));
-        assert_eq!(frame(0xC0, &sof_body(8, 65535, 10, 3)), Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Jpeg, width: 65535, height: 10 }));
+        assert_eq!(
+            frame(0xC0, &sof_body(8, 0, 480, 3)),
+            Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Jpeg, width: 0, height: 480 })
+        );
+        assert_eq!(
+            frame(0xC0, &sof_body(8, 640, 0, 3)),
+            Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Jpeg, width: 640, height: 0 })
+        );
+        assert_eq!(
+            frame(0xC0, &sof_body(8, 65535, 10, 3)),
+            Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Jpeg, width: 65535, height: 10 })
+        );
         assert_eq!(frame(0xC0, &sof_body(8, 10, 10, 0)), malformed(ImageKind::Jpeg, "frame header length is impossible"));
         let mut five = sof_body(8, 10, 10, 4);
         five[5] = 5;
@@ -887,7 +903,8 @@ mod tests {
         let decode = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap();
         let lossy = decode("UklGRiIAAABXRUJQVlA4IBYAAAAwAQCdASoBAAEADsD+JaQAA3AAAAAA");
         let lossless = decode("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA==");
-        let alpha = decode("UklGRkoAAABXRUJQVlA4WAoAAAAQAAAAAAAAAAAAQUxQSAwAAAARBxAR/Q9ERP8DAABWUDggGAAAABQBAJ0BKgEAAQAAAP4AAA3AAP7mtQAAAA==");
+        let alpha =
+            decode("UklGRkoAAABXRUJQVlA4WAoAAAAQAAAAAAAAAAAAQUxQSAwAAAARBxAR/Q9ERP8DAABWUDggGAAAABQBAJ0BKgEAAQAAAP4AAA3AAP7mtQAAAA==");
         for (file, header_len) in [(lossy, 30), (lossless, 25), (alpha, 30)] {
             assert_eq!(split_anywhere(&file), valid(ImageKind::Webp, 1, 1));
             assert_eq!(byte_by_byte(&file), (header_len, valid(ImageKind::Webp, 1, 1)));
@@ -927,8 +944,14 @@ mod tests {
         assert_eq!(vp8(&|p| p[0] &= !0x10), malformed(ImageKind::Webp, "VP8 frame is not shown"));
         assert_eq!(vp8(&|p| p[0] |= 0x0E), malformed(ImageKind::Webp, "unknown VP8 version"));
         assert_eq!(vp8(&|p| p[2] = 0xFF), malformed(ImageKind::Webp, "VP8 partition larger than its chunk"));
-        assert_eq!(vp8(&|p| p[6..8].copy_from_slice(&[0, 0xC0])), Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Webp, width: 0, height: 4 }));
-        assert_eq!(vp8(&|p| p[8..10].copy_from_slice(&[0, 0])), Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Webp, width: 4, height: 0 }));
+        assert_eq!(
+            vp8(&|p| p[6..8].copy_from_slice(&[0, 0xC0])),
+            Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Webp, width: 0, height: 4 })
+        );
+        assert_eq!(
+            vp8(&|p| p[8..10].copy_from_slice(&[0, 0])),
+            Probe::Invalid(InvalidImage::Dimensions { kind: ImageKind::Webp, width: 4, height: 0 })
+        );
         let mut lossless = vp8l_payload(4, 4);
         lossless[0] = 0x2E;
         assert_eq!(probe(&riff(&webp_chunk(b"VP8L", &lossless))), malformed(ImageKind::Webp, "missing VP8L signature"));

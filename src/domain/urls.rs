@@ -206,7 +206,8 @@ pub fn parse_ipv6(text: &str) -> Option<[u8; 16]> {
 /// leading zeros, the first longest run of two or more zero groups as `::`,
 /// no brackets.
 pub fn format_ipv6(addr: [u8; 16]) -> String {
-    let groups: Vec<u16> = addr.chunks_exact(2).map(|p| u16::from_be_bytes([p.first().copied().unwrap_or(0), p.get(1).copied().unwrap_or(0)])).collect();
+    let groups: Vec<u16> =
+        addr.chunks_exact(2).map(|p| u16::from_be_bytes([p.first().copied().unwrap_or(0), p.get(1).copied().unwrap_or(0)])).collect();
     let (mut best, mut best_len, mut run_start, mut run_len) = (0, 0, 0, 0);
     for (i, g) in groups.iter().enumerate() {
         if *g == 0 {
@@ -236,7 +237,8 @@ fn parse_dotted_decimal(text: &str) -> Option<[u8; 4]> {
     let mut parts = text.split('.');
     for slot in &mut out {
         let part = parts.next()?;
-        let canonical = !part.is_empty() && part.len() <= 3 && part.bytes().all(|b| b.is_ascii_digit()) && (part == "0" || !part.starts_with('0'));
+        let canonical =
+            !part.is_empty() && part.len() <= 3 && part.bytes().all(|b| b.is_ascii_digit()) && (part == "0" || !part.starts_with('0'));
         if !canonical {
             return None;
         }
@@ -391,9 +393,12 @@ pub fn check_public_url(field: &str, scheme: &str, hostname: &str, url_len: usiz
     }
     match classify_host(hostname) {
         c if c.is_public() => Ok(()),
-        HostClass::NonPublic(range) => Err(AppError::validation(field, "The image URL points at a private address the image service cannot reach.")
-            .with_internal(format!("host {hostname}: {range}"))),
-        _ => Err(AppError::validation(field, "The image URL does not have a valid host name.").with_internal(format!("host {hostname}: malformed"))),
+        HostClass::NonPublic(range) => {
+            Err(AppError::validation(field, "The image URL points at a private address the image service cannot reach.")
+                .with_internal(format!("host {hostname}: {range}")))
+        }
+        _ => Err(AppError::validation(field, "The image URL does not have a valid host name.")
+            .with_internal(format!("host {hostname}: malformed"))),
     }
 }
 
@@ -408,7 +413,8 @@ pub fn check_image_url(index: usize, url: &str) -> AppResult<()> {
     }
     let (scheme, host) = http_parts(url).ok_or_else(|| AppError::validation(&field, "Image URLs must start with http:// or https://."))?;
     let hostname = normalize_host(&host).ok_or_else(|| {
-        AppError::validation(&field, "The image URL does not have a valid host name.").with_internal(format!("host {host}: not normalisable"))
+        AppError::validation(&field, "The image URL does not have a valid host name.")
+            .with_internal(format!("host {host}: not normalisable"))
     })?;
     check_public_url(&field, scheme, &hostname, url.len())
 }
@@ -508,17 +514,39 @@ mod tests {
 
     #[test]
     fn public_hosts_pass() {
-        for hostname in ["8.8.8.8", "[2606:4700::1111]", "images.example.com", "example.com.", "172.32.0.1", "100.128.0.1",
-            "1.1.1.1", "[2001:4860:4860::8888]", "xn--bcher-kva.de", "my_bucket.s3.amazonaws.com", "127.0.0.1.nip.io", "[::ffff:808:808]",
-            "[64:ff9b::808:808]", "[2002:808:808::1]", "192.0.1.1", "198.20.0.1", "223.255.255.255"] {
+        for hostname in [
+            "8.8.8.8",
+            "[2606:4700::1111]",
+            "images.example.com",
+            "example.com.",
+            "172.32.0.1",
+            "100.128.0.1",
+            "1.1.1.1",
+            "[2001:4860:4860::8888]",
+            "xn--bcher-kva.de",
+            "my_bucket.s3.amazonaws.com",
+            "127.0.0.1.nip.io",
+            "[::ffff:808:808]",
+            "[64:ff9b::808:808]",
+            "[2002:808:808::1]",
+            "192.0.1.1",
+            "198.20.0.1",
+            "223.255.255.255",
+        ] {
             assert!(classify_host(hostname).is_public(), "{hostname}: {:?}", classify_host(hostname));
             assert!(check_public_url("image_urls[0]", "https:", hostname, 40).is_ok(), "{hostname}");
         }
         assert_eq!(classify_host("8.8.8.8"), HostClass::PublicIpv4([8, 8, 8, 8]));
         assert_eq!(classify_host("example.com."), HostClass::PublicName);
         assert!(matches!(classify_host("[2606:4700::1111]"), HostClass::PublicIpv6(_)));
-        for url in ["https://images.example.com/cat.png", "http://8.8.8.8/a.jpg", "https://[2606:4700::1111]:443/a", "https://example.com./a",
-            "http://100.128.0.1/a", "https://u:p@cdn.example.org/a.webp?x=1#y"] {
+        for url in [
+            "https://images.example.com/cat.png",
+            "http://8.8.8.8/a.jpg",
+            "https://[2606:4700::1111]:443/a",
+            "https://example.com./a",
+            "http://100.128.0.1/a",
+            "https://u:p@cdn.example.org/a.webp?x=1#y",
+        ] {
             assert!(check_image_url(0, url).is_ok(), "{url}");
         }
     }
@@ -537,13 +565,44 @@ mod tests {
                 assert!(c != HostClass::NonPublic(name), "{outside:x} is outside {name}");
             }
         }
-        for hostname in ["0.0.0.0", "10.255.255.255", "100.64.0.1", "100.127.255.255", "127.255.255.254", "169.254.0.1",
-            "172.16.0.1", "172.31.255.255", "192.0.0.9", "192.0.2.1", "192.31.196.1", "192.52.193.1", "192.88.99.1",
-            "192.168.0.1", "192.175.48.1", "198.18.0.1", "198.19.255.255", "198.51.100.1", "203.0.113.1", "224.0.0.1",
-            "239.255.255.250", "240.0.0.1", "255.255.255.255"] {
+        for hostname in [
+            "0.0.0.0",
+            "10.255.255.255",
+            "100.64.0.1",
+            "100.127.255.255",
+            "127.255.255.254",
+            "169.254.0.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.9",
+            "192.0.2.1",
+            "192.31.196.1",
+            "192.52.193.1",
+            "192.88.99.1",
+            "192.168.0.1",
+            "192.175.48.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.1",
+            "203.0.113.1",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
+        ] {
             assert!(refused(hostname), "{hostname}");
         }
-        for hostname in ["100.63.255.255", "100.128.0.0", "172.15.255.255", "172.32.0.0", "198.17.255.255", "198.20.0.0", "11.0.0.0", "126.255.255.255", "128.0.0.0"] {
+        for hostname in [
+            "100.63.255.255",
+            "100.128.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "198.17.255.255",
+            "198.20.0.0",
+            "11.0.0.0",
+            "126.255.255.255",
+            "128.0.0.0",
+        ] {
             assert!(!refused(hostname), "{hostname}");
         }
     }
@@ -587,8 +646,22 @@ mod tests {
 
     #[test]
     fn local_names_are_refused_with_or_without_one_trailing_dot() {
-        for name in ["localhost", "a.localhost", "printer.local", "metadata.google.internal", "nas.home.arpa", "home.arpa",
-            "intranet", "com", "x.test", "a.invalid", "abc.onion", "foo.alt", "local", "internal"] {
+        for name in [
+            "localhost",
+            "a.localhost",
+            "printer.local",
+            "metadata.google.internal",
+            "nas.home.arpa",
+            "home.arpa",
+            "intranet",
+            "com",
+            "x.test",
+            "a.invalid",
+            "abc.onion",
+            "foo.alt",
+            "local",
+            "internal",
+        ] {
             assert_eq!(classify_host(name), classify_host(&format!("{name}.")), "{name}");
             assert!(refused(name), "{name}");
             assert!(refused(&format!("{name}.")), "{name}.");
@@ -604,10 +677,36 @@ mod tests {
 
     #[test]
     fn unnormalised_or_broken_hostnames_are_malformed() {
-        for hostname in ["", ".", "..", "localhost..", "example..com", ".example.com", "127.1", "0x7f.0.0.1", "0177.0.0.1",
-            "127.0.0.01", "2130706433", "256.0.0.1", "1.2.3.4.5", "Example.com", "exa mple.com", "ex%41mple.com", "b\u{fc}cher.de",
-            "[::1", "::1", "[::1]]", "[fe80::1%25eth0]", "[1:2:3:4:5:6:7:8:9]", "[1::2::3]", "[12345::]", "[::ffff:127.0.0.01]",
-            "[127.0.0.1]", "example.0x1", "a.123"] {
+        for hostname in [
+            "",
+            ".",
+            "..",
+            "localhost..",
+            "example..com",
+            ".example.com",
+            "127.1",
+            "0x7f.0.0.1",
+            "0177.0.0.1",
+            "127.0.0.01",
+            "2130706433",
+            "256.0.0.1",
+            "1.2.3.4.5",
+            "Example.com",
+            "exa mple.com",
+            "ex%41mple.com",
+            "b\u{fc}cher.de",
+            "[::1",
+            "::1",
+            "[::1]]",
+            "[fe80::1%25eth0]",
+            "[1:2:3:4:5:6:7:8:9]",
+            "[1::2::3]",
+            "[12345::]",
+            "[::ffff:127.0.0.01]",
+            "[127.0.0.1]",
+            "example.0x1",
+            "a.123",
+        ] {
             assert_eq!(classify_host(hostname), HostClass::Malformed, "{hostname:?}");
             assert!(check_public_url("f", "https:", hostname, 10).is_err(), "{hostname:?}");
         }
@@ -630,9 +729,29 @@ mod tests {
         assert_eq!(parse_ipv6("1:2:3:4:5:6:1.2.3.4"), parse_ipv6("1:2:3:4:5:6:102:304"));
         assert_eq!(parse_ipv6("2606:4700::1111").map(format_ipv6).as_deref(), Some("2606:4700::1111"));
         assert_eq!(parse_ipv6("FE80::ABCD").map(format_ipv6).as_deref(), Some("fe80::abcd"));
-        for bad in ["", ":", ":::", "1::2::3", "1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8:9", "::1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8::",
-            ":1::2", "1::2:", "12345::", "g::1", "+1::", "::1.2.3", "::1.2.3.4.5", "::256.0.0.1", "::01.2.3.4", "1.2.3.4::",
-            "::1.2.3.4:5", "fe80::1%eth0", " ::1"] {
+        for bad in [
+            "",
+            ":",
+            ":::",
+            "1::2::3",
+            "1:2:3:4:5:6:7",
+            "1:2:3:4:5:6:7:8:9",
+            "::1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8::",
+            ":1::2",
+            "1::2:",
+            "12345::",
+            "g::1",
+            "+1::",
+            "::1.2.3",
+            "::1.2.3.4.5",
+            "::256.0.0.1",
+            "::01.2.3.4",
+            "1.2.3.4::",
+            "::1.2.3.4:5",
+            "fe80::1%eth0",
+            " ::1",
+        ] {
             assert_eq!(parse_ipv6(bad), None, "{bad:?}");
         }
     }
