@@ -26,7 +26,7 @@ import { MSG as JOBS_MSG } from './families/jobs.mjs';
 import { MSG as GPT4O_MSG } from './families/gpt4o.mjs';
 import { MSG as FLUX_MSG } from './families/flux.mjs';
 
-export { crc32, makePng, makeJpeg, sniffImage } from './core/images.mjs';
+export { crc32, makePng, makeJpeg, sniffImage, imageSize } from './core/images.mjs';
 export { signWebhook } from './core/callbacks.mjs';
 export { JOB_MODELS } from './families/jobs.mjs';
 

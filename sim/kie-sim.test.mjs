@@ -4,7 +4,7 @@ import http from 'node:http';
 import crypto from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startKieSim, makePng, signWebhook } from './kie-sim.mjs';
+import { startKieSim, makePng, makeJpeg, imageSize, signWebhook } from './kie-sim.mjs';
 
 const KEY = 'sim-key';
 const PNG_SIG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -471,6 +471,28 @@ describe('input fetching', () => {
     await waitFor(() => received.length === 1);
     assert.equal(received[0].body.code, 451);
     assert.deepEqual(received[0].body.data, { taskId: fo, info: null });
+  });
+});
+
+describe('image sizes', () => {
+  test('imageSize reads PNG IHDR, JPEG SOF and WebP VP8/VP8L/VP8X headers', () => {
+    assert.deepEqual(imageSize(makePng(30, 40, () => [0, 0, 0])), { width: 30, height: 40 });
+    assert.deepEqual(imageSize(makeJpeg(24, 32, () => [0, 0, 0])), { width: 24, height: 32 });
+    // The first 30 bytes of files written by libwebp: lossy 30×40, lossless 30×40, extended (alpha) 300×41.
+    const webp = (hex) => Buffer.from(hex, 'hex');
+    assert.deepEqual(imageSize(webp('524946464c0000005745425056503820400000005003009d012a1e002800')), { width: 30, height: 40 });
+    assert.deepEqual(imageSize(webp('524946461e000000574542505650384c110000002f1dc009000750852257')), { width: 30, height: 40 });
+    assert.deepEqual(imageSize(webp('524946469000000057454250565038580a000000100000002b0100280000')), { width: 300, height: 41 });
+    assert.equal(imageSize(Buffer.from('<html>not an image</html>')), null);
+    assert.equal(imageSize(Buffer.from([0xff, 0xd8, 0xff, 0xd9])), null);
+  });
+
+  test('fetched inputs record their width and height', async () => {
+    const c = await createJob('google/nano-banana-edit', { prompt: 'edit', image_urls: [`${auxUrl}/img.png`] });
+    await pollJob(c.json.data.taskId);
+    const [f] = (await control(`tasks/${c.json.data.taskId}`, undefined, 'GET')).inputsFetched;
+    assert.equal(f.width, 16);
+    assert.equal(f.height, 16);
   });
 });
 

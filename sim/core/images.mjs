@@ -1,4 +1,4 @@
-// Images: PNG and JPEG encoders for result files, format sniffing for fetched inputs and uploads,
+// Images: PNG and JPEG encoders for result files, format and size sniffing for fetched inputs and uploads,
 // and the result-image geometry (size from an aspect ratio and a resolution).
 // Kie accepts jpeg/png/webp inputs (docs.kie.ai market/google/nano-banana-edit, 4o-image-api, flux-kontext-api).
 
@@ -145,6 +145,73 @@ export function sniffImage(buf) {
   if (buf.length >= 8 && buf.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) return 'png';
   if (buf.length >= 12 && buf.toString('latin1', 0, 4) === 'RIFF' && buf.toString('latin1', 8, 12) === 'WEBP') return 'webp';
   return null;
+}
+
+const positive = (width, height) => (width > 0 && height > 0 ? { width, height } : null);
+
+/** { width, height } from a PNG IHDR, a JPEG SOFn segment or a WebP VP8/VP8L/VP8X header; null when unreadable. */
+export function imageSize(buf) {
+  const kind = sniffImage(buf);
+  if (kind === 'png') {
+    if (buf.length < 24 || buf.toString('latin1', 12, 16) !== 'IHDR') return null;
+    return positive(buf.readUInt32BE(16), buf.readUInt32BE(20));
+  }
+  if (kind === 'jpeg') return jpegSize(buf);
+  if (kind === 'webp') return webpSize(buf);
+  return null;
+}
+
+function jpegSize(buf) {
+  let i = 2;
+  while (i + 4 <= buf.length) {
+    if (buf[i] !== 0xff) return null;
+    const marker = buf[i + 1];
+    if (marker === 0xff) {
+      i++; // fill byte
+      continue;
+    }
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd8)) {
+      i += 2; // markers without a length
+      continue;
+    }
+    if (marker === 0xd9 || marker === 0xda) return null; // end of image or scan data before any frame header
+    // SOF0..SOF15 carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      if (i + 9 > buf.length) return null;
+      return positive(buf.readUInt16BE(i + 7), buf.readUInt16BE(i + 5));
+    }
+    const len = buf.readUInt16BE(i + 2);
+    if (len < 2) return null;
+    i += 2 + len;
+  }
+  return null;
+}
+
+function webpSize(buf) {
+  const chunk = buf.toString('latin1', 12, 16);
+  if (chunk === 'VP8 ' && buf.length >= 30) {
+    // lossy: 3-byte frame tag, start code 9d 01 2a, then 14-bit width and height (little-endian)
+    if (buf[23] !== 0x9d || buf[24] !== 0x01 || buf[25] !== 0x2a) return null;
+    return positive(buf.readUInt16LE(26) & 0x3fff, buf.readUInt16LE(28) & 0x3fff);
+  }
+  if (chunk === 'VP8L' && buf.length >= 25) {
+    // lossless: signature 0x2f, then width-1 and height-1 in 14 bits each
+    if (buf[20] !== 0x2f) return null;
+    const bits = buf.readUInt32LE(21);
+    return positive((bits & 0x3fff) + 1, ((bits >>> 14) & 0x3fff) + 1);
+  }
+  if (chunk === 'VP8X' && buf.length >= 30) {
+    // extended: canvas width-1 and height-1 in 24 bits each
+    return positive(buf.readUIntLE(24, 3) + 1, buf.readUIntLE(27, 3) + 1);
+  }
+  return null;
+}
+
+/** The "W:H" ratio of a size, reduced (40×30 → "4:3"). */
+export function ratioOf(width, height) {
+  const gcd = (a, b) => (b ? gcd(b, a % b) : a);
+  const g = gcd(width, height);
+  return `${width / g}:${height / g}`;
 }
 
 /** Result size: the long side is 64 px per 1K step, the short side follows the "W:H" ratio (multiples of 8). */

@@ -6,7 +6,7 @@
 import { FETCH_UA, MB, SIM_MARKERS } from './constants.mjs';
 import { alive, baseUrl, familyOf, later, sleep, stepDelay } from './context.mjs';
 import { httpRequest } from './http-client.mjs';
-import { sniffImage } from './images.mjs';
+import { imageSize, sniffImage } from './images.mjs';
 import { isPlainObject, newTaskId, parseMarkers } from './util.mjs';
 import { deliverCallbacks } from './callbacks.mjs';
 
@@ -98,10 +98,10 @@ async function fetchInputs(core, task) {
   task.inputsFetched = await Promise.all(urls.map((u) => fetchInput(core, u, task.imageLimit)));
 }
 
-/** Fetch one input image the way Kie does: follow redirects, cap the size, accept only jpeg/png/webp. */
+/** Fetch one input image the way Kie does: follow redirects, cap the size, accept only jpeg/png/webp; note its size. */
 async function fetchInput(core, url, maxBytes) {
   const t0 = Date.now();
-  const rec = { url, finalUrl: url, status: null, contentType: null, bytes: 0, kind: null, ok: false, error: null, redirects: 0, ms: 0 };
+  const rec = { url, finalUrl: url, status: null, contentType: null, bytes: 0, kind: null, width: null, height: null, ok: false, error: null, redirects: 0, ms: 0 };
   try {
     const r = await httpRequest({
       url,
@@ -115,6 +115,9 @@ async function fetchInput(core, url, maxBytes) {
     rec.contentType = r.headers['content-type'] ?? null;
     rec.bytes = r.body.length;
     rec.kind = sniffImage(r.body);
+    const size = rec.kind ? imageSize(r.body) : null;
+    rec.width = size?.width ?? null;
+    rec.height = size?.height ?? null;
     rec.finalUrl = r.url;
     rec.redirects = r.redirects;
     if (r.status < 200 || r.status >= 300) rec.error = `HTTP ${r.status}`;
