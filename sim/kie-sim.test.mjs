@@ -24,6 +24,8 @@ let cbStatuses = []; // queue of statuses the receiver answers with
 
 function startAux() {
   const png = makePng(16, 16, (x, y) => [x * 16, y * 16, 128]);
+  const portraitPng = makePng(30, 40, (x, y) => [x * 8, y * 6, 64]); // 3:4
+  const portraitJpeg = makeJpeg(24, 32, (bx, by) => [bx * 60, by * 60, 200]); // 3:4
   return new Promise((resolve) => {
     const srv = http.createServer((req, res) => {
       const chunks = [];
@@ -39,6 +41,11 @@ function startAux() {
         if (u.pathname === '/img.png') {
           res.writeHead(200, { 'Content-Type': 'image/png' });
           return res.end(png);
+        }
+        if (u.pathname === '/portrait.png' || u.pathname === '/portrait.jpg') {
+          const jpeg = u.pathname.endsWith('.jpg');
+          res.writeHead(200, { 'Content-Type': jpeg ? 'image/jpeg' : 'image/png' });
+          return res.end(jpeg ? portraitJpeg : portraitPng);
         }
         if (u.pathname === '/redirect') {
           res.writeHead(302, { Location: '/img.png' });
@@ -414,6 +421,49 @@ describe('4o and flux families', () => {
     assert.match(bad.json.msg, /aspectRatio/);
     const bad2 = await api('/api/v1/flux/kontext/generate', { method: 'POST', body: { prompt: 'x', model: 'flux-pro' } });
     assert.equal(bad2.json.code, 422);
+  });
+});
+
+describe('flux kontext aspect ratio', () => {
+  const generate = (body) => api('/api/v1/flux/kontext/generate', { method: 'POST', body });
+  async function finished(taskId) {
+    const d = await pollFamily('/api/v1/flux/kontext/record-info', taskId, (x) => x.successFlag !== 0);
+    assert.equal(d.successFlag, 1, JSON.stringify(d));
+    const bytes = Buffer.from(await (await fetch(d.response.resultImageUrl)).arrayBuffer());
+    const origin = Buffer.from(await (await fetch(d.response.originImageUrl)).arrayBuffer());
+    return { view: await control(`tasks/${taskId}`, undefined, 'GET'), size: imageSize(bytes), originSize: imageSize(origin) };
+  }
+
+  test('an edit without aspectRatio keeps the input image ratio (3:4 PNG and JPEG inputs)', async () => {
+    for (const [path, outputFormat] of [['/portrait.png', 'png'], ['/portrait.jpg', undefined]]) {
+      const c = await generate({ prompt: 'edit', inputImage: `${auxUrl}${path}`, outputFormat });
+      assert.equal(c.json.code, 200, c.text);
+      const { view, size, originSize } = await finished(c.json.data.taskId);
+      assert.deepEqual(size, { width: 48, height: 64 }, path); // 3:4
+      assert.deepEqual(originSize, size);
+      assert.equal(view.aspect, '3:4');
+      assert.equal(view.aspectSource, 'input');
+      assert.ok(!('aspectRatio' in view.body), 'the request had no aspectRatio');
+      assert.equal(view.inputsFetched[0].width * 4, view.inputsFetched[0].height * 3);
+    }
+  });
+
+  test('an edit with aspectRatio follows it', async () => {
+    const c = await generate({ prompt: 'edit', inputImage: `${auxUrl}/portrait.png`, aspectRatio: '16:9', outputFormat: 'png' });
+    const { view, size } = await finished(c.json.data.taskId);
+    assert.deepEqual(size, { width: 64, height: 40 }); // 16:9, rounded to multiples of 8
+    assert.equal(view.aspect, '16:9');
+    assert.equal(view.aspectSource, 'request');
+    assert.equal(view.body.aspectRatio, '16:9');
+  });
+
+  test('a text-to-image without aspectRatio is 16:9', async () => {
+    const c = await generate({ prompt: 'a fox' });
+    const { view, size } = await finished(c.json.data.taskId);
+    assert.deepEqual(size, { width: 64, height: 40 });
+    assert.equal(view.aspect, '16:9');
+    assert.equal(view.aspectSource, 'default');
+    assert.ok(!('aspectRatio' in view.body));
   });
 });
 

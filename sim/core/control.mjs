@@ -28,6 +28,8 @@ export function taskView(t) {
     history: t.history,
     markers: [...t.markers],
     inputsFetched: t.inputsFetched,
+    aspect: t.aspect,
+    aspectSource: t.aspectSource,
     resultUrls: t.results,
     failCode: t.failCode,
     failMsg: t.failMsg,

@@ -21,8 +21,10 @@ export function priceFor(core, model, opts) {
  * Create, charge and schedule a task. Called by a family's create handler once the request is valid.
  * family: the family id; body: the request body as received; input: the part holding the model input;
  * inputs: image URLs to fetch; imageLimit: their byte cap; format/aspect/resolution/nVariants: the result.
+ * aspectSource: where the aspect ratio came from: 'request', 'default', or 'input' (the family sets
+ * `aspect` from the fetched input in its inputsFetched hook).
  */
-export function createTask(core, { family, model, body, input, callBackUrl, inputs, imageLimit, format, aspect, resolution, nVariants, prompt }) {
+export function createTask(core, { family, model, body, input, callBackUrl, inputs, imageLimit, format, aspect, aspectSource, resolution, nVariants, prompt }) {
   const { state } = core;
   const now = Date.now();
   const markers = parseMarkers(prompt);
@@ -46,6 +48,7 @@ export function createTask(core, { family, model, body, input, callBackUrl, inpu
     inputsFetched: [],
     format,
     aspect,
+    aspectSource,
     resolution,
     nVariants: nVariants || 1,
     results: [],
@@ -96,6 +99,7 @@ function scheduleStep(core, task) {
 async function fetchInputs(core, task) {
   const urls = task.inputs || [];
   task.inputsFetched = await Promise.all(urls.map((u) => fetchInput(core, u, task.imageLimit)));
+  if (alive(core, task)) familyOf(core, task).inputsFetched?.(core, task);
 }
 
 /** Fetch one input image the way Kie does: follow redirects, cap the size, accept only jpeg/png/webp; note its size. */

@@ -3,18 +3,23 @@
 //
 // generate: prompt required; inputImage (one URL) makes it an edit; aspectRatio one of 21:9, 16:9, 4:3,
 // 1:1, 3:4, 9:16; outputFormat jpeg (default) or png; model flux-kontext-pro (default) or flux-kontext-max.
+// aspectRatio defaults to 16:9 for a text-to-image. For an edit it is optional: given, the output is cropped
+// or padded to it; omitted, the input image's aspect ratio is kept (docs.kie.ai
+// flux-kontext-api/generate-or-edit-image, "Usage modes").
 // record-info `data`: paramJson (string), response {originImageUrl, resultImageUrl}, successFlag
 // 0 generating / 1 success / 2 create failed / 3 generate failed, errorCode 400|500|501 or null.
 // Callback: {code, msg, data:{taskId, info:{originImageUrl, resultImageUrl}}}; code 200 "BFL image
 // generated successfully.", 400 content policy, 500 internal, 501 failed; both URLs "" on failure.
 
 import { UPSTREAM_TIMEOUT_MSG, MB } from '../core/constants.mjs';
+import { ratioOf } from '../core/images.mjs';
 import { baseUrl, terminal } from '../core/context.mjs';
 import { bizErr, createGate, creditsGate, ok, parseJson, recordLookup, validateCallBackUrl } from '../core/api.mjs';
 import { createTask, priceFor, registerResult } from '../core/tasks.mjs';
 import { isHttpUrl, isPlainObject } from '../core/util.mjs';
 
 const FLUX_ARS = ['21:9', '16:9', '4:3', '1:1', '3:4', '9:16'];
+const FLUX_AR_DEFAULT = '16:9';
 const FLUX_MODELS = ['flux-kontext-pro', 'flux-kontext-max'];
 
 export const MSG = {
@@ -47,8 +52,13 @@ function hCreate(core, ctx) {
     if (!isHttpUrl(body.inputImage)) return bizErr(422, 'inputImage must be a valid http(s) URL');
     inputs.push(body.inputImage);
   }
-  const aspect = body.aspectRatio ?? '16:9';
-  if (!FLUX_ARS.includes(aspect)) return bizErr(422, `aspectRatio must be one of: ${FLUX_ARS.join(', ')}`);
+  let aspect = body.aspectRatio ?? null;
+  let aspectSource = 'request';
+  if (aspect === null) {
+    // An edit takes the input's ratio once the input is fetched (see inputsFetched below).
+    aspectSource = inputs.length ? 'input' : 'default';
+    aspect = inputs.length ? null : FLUX_AR_DEFAULT;
+  } else if (!FLUX_ARS.includes(aspect)) return bizErr(422, `aspectRatio must be one of: ${FLUX_ARS.join(', ')}`);
   const format = body.outputFormat ?? 'jpeg';
   if (!['jpeg', 'png'].includes(format)) return bizErr(422, 'outputFormat must be one of: jpeg, png');
   const model = body.model ?? 'flux-kontext-pro';
@@ -71,6 +81,7 @@ function hCreate(core, ctx) {
     imageLimit: 30 * MB,
     format,
     aspect,
+    aspectSource,
     resolution: '1K',
     prompt: body.prompt,
   });
@@ -129,6 +140,20 @@ export default {
   failure(kind) {
     const [errorCode, failMsg] = FAILURES[kind] || FAILURES.internal;
     return { errorCode, failMsg, failCode: String(errorCode) };
+  },
+  /**
+   * An edit without aspectRatio keeps the input image's ratio (reduced, e.g. 30×40 → "3:4"). An input that
+   * could not be fetched fails the task; one whose size cannot be read falls back to the 16:9 default.
+   */
+  inputsFetched(core, task) {
+    if (task.aspectSource !== 'input') return;
+    const first = task.inputsFetched[0];
+    if (!first?.ok) return;
+    if (first.width && first.height) task.aspect = ratioOf(first.width, first.height);
+    else {
+      task.aspect = FLUX_AR_DEFAULT;
+      task.aspectSource = 'default';
+    }
   },
   /** One result image plus the origin image (originImageUrl, valid for 10 minutes at Kie). */
   results(core, task, now) {

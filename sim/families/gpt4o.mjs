@@ -84,6 +84,7 @@ function hCreate(core, ctx) {
     imageLimit: 25 * MB,
     format: 'png',
     aspect: body.size,
+    aspectSource: 'request',
     resolution: '1K',
     nVariants,
     prompt: body.prompt,

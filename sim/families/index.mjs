@@ -13,6 +13,7 @@
 //   callbackBody(core, task, override)
 //                              the callback body; override { state } forces success|fail (manual sends),
 //                              { stale: true } a "still running" copy (the reorder fault)
+//   inputsFetched(core, task)  optional: called once the inputs are fetched, before the task finishes
 //
 // Create handlers validate the request and call core/tasks.mjs createTask; everything after that
 // (schedule, input fetching, refunds, files, callback delivery) is the core's.

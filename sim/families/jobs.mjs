@@ -118,6 +118,7 @@ function hCreate(core, ctx) {
       break;
     }
   }
+  const aspectSource = aspect === undefined ? 'default' : 'request';
   aspect = aspect ?? spec.arDefault;
   let resolution = '1K';
   if (spec.resolution && input.resolution !== undefined && input.resolution !== null) {
@@ -153,6 +154,7 @@ function hCreate(core, ctx) {
     imageLimit: spec.images?.maxBytes,
     format,
     aspect,
+    aspectSource,
     resolution,
     prompt: input.prompt,
   });
