@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, requireBuild, pngBytes, ledgerInvariant } from './harness.mjs';
+import { imageSize } from '../../sim/kie-sim.mjs';
 
 let s;
 let user;
@@ -72,6 +73,25 @@ for (const [model, spec] of Object.entries(MODELS)) {
     }
   });
 }
+
+test('Flux Kontext: an edit without a chosen ratio sends none, so Kie keeps the input image\'s ratio', async () => {
+  const form = multipart({ prompt: 'keep my ratio', model: 'flux-kontext-pro' }, [{ bytes: pngBytes(30, 40) }]);
+  const r = await s.api('POST', '/api/create/ai-image', { key: user.key, form });
+  assert.equal(r.status, 202, r.text);
+  assert.equal(r.body.task.aspect_ratio, null);
+  const t = await s.waitTerminal(user.key, r.body.task.id);
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  const sim = s.sim.taskView(t.provider_task_id);
+  assert.ok(!('aspectRatio' in sim.body), `the Worker sent aspectRatio: ${JSON.stringify(sim.body)}`);
+  assert.equal(sim.aspectSource, 'input');
+  const out = imageSize(Buffer.from(await (await fetch(t.results[0].url)).arrayBuffer()));
+  assert.equal(out.width * 4, out.height * 3, `result ${out.width}x${out.height} keeps the 3:4 input ratio`);
+
+  // A chosen ratio is sent as chosen.
+  const chosen = await s.api('POST', '/api/create/ai-image', { key: user.key, form: multipart({ prompt: 'square please', model: 'flux-kontext-pro', aspect_ratio: '1:1' }, [{ bytes: pngBytes(30, 40) }]) });
+  const t2 = await s.waitTerminal(user.key, chosen.body.task.id);
+  assert.equal(s.sim.taskView(t2.provider_task_id).body.aspectRatio, '1:1');
+});
 
 test('uploads are checked by their bytes, size and count before any money moves', async () => {
   const u = await s.createUser(10);
