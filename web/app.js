@@ -2,35 +2,9 @@
 (() => {
 const $ = (id) => document.getElementById(id);
 const MB = 1048576;
-// The server's per-image upload limit (MAX_UPLOAD_BYTES default) and body limit (MAX_BODY_BYTES default).
-const UPLOAD_LIMIT = 10 * MB;
-let BODY_LIMIT = 50 * MB;
 const POLL_MS = 1500;
-
-// Default prices in credits (mirrors src/domain/model.rs).
-const PRICES = {
-  'nano-banana': 2, 'nano-banana-edit': 2, 'nano-banana-pro': 6, 'nano-banana-2': 4,
-  'gpt-4o': 3, 'flux-kontext-pro': 2, 'flux-kontext-max': 4,
-};
-const sp = (s) => s.split(' ');
-const R_BANANA = sp('1:1 9:16 16:9 3:4 4:3 3:2 2:3 5:4 4:5 21:9 auto');
-const R_PRO = sp('1:1 2:3 3:2 3:4 4:3 4:5 5:4 9:16 16:9 21:9 auto');
-const R_B2 = sp('1:1 1:4 1:8 2:3 3:2 3:4 4:1 4:3 4:5 5:4 8:1 9:16 16:9 21:9 auto');
-const R_FLUX = sp('21:9 16:9 4:3 1:1 3:4 9:16');
-const RES = sp('1K 2K 4K');
-const PJ = ['png', 'jpeg'];
-// name, prompt chars, min images, max images, max MB per image, ratios, default ratio, resolutions, formats, default format
-const M = (name, chars, min, max, mb, ratios, ratio, res, fmts, fmt) =>
-  ({ name, price: PRICES[name], chars, min, max, bytes: Math.min(mb * MB, UPLOAD_LIMIT), ratios, ratio, res, fmts, fmt });
-const MODELS = [
-  M('nano-banana', 5000, 0, 0, 10, R_BANANA, '1:1', [], PJ, 'png'),
-  M('nano-banana-edit', 5000, 1, 10, 10, R_BANANA, '1:1', [], PJ, 'png'),
-  M('nano-banana-pro', 10000, 0, 8, 30, R_PRO, '1:1', RES, PJ, 'png'),
-  M('nano-banana-2', 20000, 0, 14, 30, R_B2, 'auto', RES, PJ, 'jpeg'),
-  M('gpt-4o', 5000, 0, 5, 25, ['1:1', '3:2', '2:3'], '1:1', [], ['png'], 'png'),
-  M('flux-kontext-pro', 5000, 0, 1, 10, R_FLUX, '16:9', [], PJ, 'jpeg'),
-  M('flux-kontext-max', 5000, 0, 1, 10, R_FLUX, '16:9', [], PJ, 'jpeg'),
-];
+// The deployment's models, prices and limits: filled from GET /api/models only.
+let MODELS = [], BODY_LIMIT = Infinity;
 
 // Every text the page shows: [English, 中文].
 const T = {
@@ -49,15 +23,22 @@ const T = {
   prompt: ['Prompt', '提示词'],
   'prompt.ph': ['Describe the image you want… (Ctrl+Enter to generate)', '描述你想要的图像…（Ctrl+Enter 生成）'],
   ratio: ['Aspect ratio', '宽高比'],
+  'ratio.default': ['Model default', '模型默认'],
   res: ['Resolution', '分辨率'],
   fmt: ['Output format', '输出格式'],
   images: ['Images', '图片'],
   drop: ['Drop images here, paste, or click to choose', '拖放、粘贴图片，或点击选择'],
-  'img.hint': ['JPEG, PNG or WebP, up to {mb} MB each; {range}.', 'JPEG、PNG 或 WebP，每张不超过 {mb} MB；{range}。'],
+  'img.hint': ['{types}, up to {mb} MB each; {range}.', '{types}，每张不超过 {mb} MB；{range}。'],
+  or: [' or ', ' 或 '],
+  sep: [', ', '、'],
   textonly: ['This model generates from text only.', '此模型仅根据文字生成图像。'],
   'm.text': ['text only', '仅文字'],
   'm.imgs': ['{min}–{max} images', '{min}–{max} 张图片'],
   'm.chars': ['up to {n} characters', '最多 {n} 个字符'],
+  'm.loading': ['Loading the models and prices…', '正在加载模型和价格…'],
+  'm.failed': ['Could not load the models and prices from the server; retrying in {s} s…', '无法从服务器加载模型和价格，{s} 秒后重试…'],
+  'm.offline': ['You are offline; the models and prices load when the connection is back.', '网络已断开，恢复后将加载模型和价格。'],
+  'm.retry': ['Try again now', '立即重试'],
   remove: ['Remove image {n}', '移除图片 {n}'],
   generate: ['Generate · {n} credits', '生成 · {n} 积分'],
   sending: ['Sending…', '发送中…'],
@@ -78,7 +59,7 @@ const T = {
   offline: ['You are offline; waiting for the connection…', '网络已断开，正在等待恢复…'],
   'v.prompt': ['Write a prompt describing the image.', '请输入描述图像的提示词。'],
   'v.long': ['The prompt has {n} characters; {model} accepts at most {max}.', '提示词有 {n} 个字符；{model} 最多接受 {max} 个。'],
-  'v.type': ['“{name}” is not a JPEG, PNG or WebP image.', '“{name}” 不是 JPEG、PNG 或 WebP 图片。'],
+  'v.type': ['“{name}” is not a {types} image.', '“{name}” 不是 {types} 图片。'],
   'v.size': ['“{name}” is {size} MB; the limit is {max} MB.', '“{name}” 大小为 {size} MB，上限为 {max} MB。'],
   'v.count': ['{model} takes at most {max} image(s).', '{model} 最多接受 {max} 张图片。'],
   'v.min': ['{model} needs at least {min} image(s).', '{model} 至少需要 {min} 张图片。'],
@@ -130,6 +111,7 @@ let key = null, me = null, files = [], intent = null, sending = false;
 let watchTask = null, pollTimer = 0, tickTimer = 0, pollFails = 0, pollSeq = 0, shownKey = '';
 let hist = [], cursor = null, histLoaded = false;
 let lastErr = null, notice = null, imgErrs = [], formErr = null;
+let modelsFails = 0, modelsTimer = 0, modelsBusy = false, modelsRetryS = 0, optsFor = null;
 
 const t = (k, v) => {
   if (k === 'credits' && v && v.n === 1) k = 'credit1';
@@ -150,7 +132,12 @@ function h(tag, attrs, ...kids) {
   return el;
 }
 const show = (el, on) => { (typeof el === 'string' ? $(el) : el).hidden = !on; };
+// The chosen model; undefined until the table has loaded.
 const model = () => MODELS.find((m) => m.name === $('model').value) || MODELS[0];
+// 'image/webp' → WebP; a list as "A, B or C".
+const typeName = (s) => { const n = s.replace(/^image\//, ''); return n === 'webp' ? 'WebP' : n.toUpperCase(); };
+const orList = (a) => (a.length > 1 ? a.slice(0, -1).join(t('sep')) + t('or') + a[a.length - 1] : a.join(''));
+const typesText = (m) => orList(m.types.map(typeName));
 const chars = (s) => [...s].length;
 const terminal = (s) => s === 'succeeded' || s === 'failed';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -244,7 +231,8 @@ function setNotice(n) {
 }
 function renderInline() {
   show('img-err', imgErrs.length > 0);
-  $('img-err').textContent = imgErrs.map(([k, v]) => t(k, v)).join(' ');
+  const m = model();
+  $('img-err').textContent = imgErrs.map(([k, v]) => t(k, { types: m && typesText(m), ...v })).join(' ');
   show('form-err', !!formErr);
   $('form-err').textContent = formErr ? t(formErr[0], formErr[1]) : '';
 }
@@ -325,39 +313,57 @@ function signOut() {
 }
 
 // ---- create form ---------------------------------------------------------
+// An empty value is the model's own default ("Model default").
 function fill(sel, values, keep, def) {
-  sel.replaceChildren(...values.map((v) => h('option', { value: v, text: v })));
+  sel.replaceChildren(...values.map((v) => h('option', { value: v, text: v || t('ratio.default') })));
   sel.value = values.includes(keep) ? keep : def;
 }
 function renderModels() {
-  const sel = $('model'), cur = sel.value || (draft().model) || 'nano-banana';
+  const ready = MODELS.length > 0;
+  show('create', ready);
+  show('models-wait', !ready);
+  if (!ready) { renderModelsWait(); return; }
+  const sel = $('model'), cur = sel.value || draft().model;
   sel.replaceChildren(...MODELS.map((m) => h('option', { value: m.name, text: `${m.name} — ${t('credits', { n: m.price })}` })));
-  sel.value = MODELS.some((m) => m.name === cur) ? cur : 'nano-banana';
+  sel.value = MODELS.some((m) => m.name === cur) ? cur : MODELS[0].name;
   renderOptions();
 }
+function renderModelsWait() {
+  const failed = modelsFails > 0 && !modelsBusy;
+  $('models-msg').textContent = !failed ? t('m.loading') : navigator.onLine ? t('m.failed', { s: modelsRetryS }) : t('m.offline');
+  show('models-bar', !failed);
+  show('models-retry', failed);
+}
 function renderOptions() {
-  const m = model(), d = draft();
-  fill($('ratio'), m.ratios, $('ratio').value || d.ratio, m.ratio);
-  fill($('res'), m.res, $('res').value || d.res, m.res[0]);
-  fill($('fmt'), m.fmts, $('fmt').value || d.fmt, m.fmt);
+  const m = model(), d = draft(), prev = optsFor;
+  optsFor = m;
+  // First fill: the draft's values. Another model: the values chosen, but not
+  // one that was only the previous model's default.
+  const keep = (id, prevDef) => (!$(id).options.length ? d[id] : prev !== m && $(id).value === prevDef ? null : $(id).value);
+  fill($('ratio'), m.ratio == null ? ['', ...m.ratios] : m.ratios, keep('ratio', prev && (prev.ratio ?? '')), m.ratio ?? '');
+  fill($('res'), m.res, keep('res', prev && prev.res[0]), m.res[0]);
+  fill($('fmt'), m.fmts, keep('fmt', prev && prev.fmt), m.fmt);
+  $('file').accept = m.types.join(',');
   show('f-res', m.res.length > 0);
   show('f-images', m.max > 0);
   show('textonly', m.max === 0);
   const range = m.max === 0 ? t('m.text') : t('m.imgs', { min: m.min, max: m.max });
   $('model-hint').textContent = `${range} · ${t('m.chars', { n: m.chars })}`;
-  $('img-hint').textContent = t('img.hint', { mb: mb(m.bytes), range });
+  $('img-hint').textContent = t('img.hint', { types: typesText(m), mb: mb(m.bytes), range });
   renderCount();
   renderGo();
 }
 function renderCount() {
   const m = model(), n = chars($('prompt').value.trim());
+  if (!m) return;
   $('count').textContent = `${n} / ${m.chars}`;
   $('count').classList.toggle('over', n > m.chars);
 }
 function renderGo() {
   const b = $('go');
-  b.disabled = sending;
-  b.textContent = sending ? t('sending') : t('generate', { n: model().price });
+  const m = model();
+  b.disabled = sending || !m;
+  b.textContent = sending ? t('sending') : m ? t('generate', { n: m.price }) : t('m.loading');
 }
 function draft() {
   try { return JSON.parse(ls('nb.draft') || '{}') || {}; } catch { return {}; }
@@ -377,12 +383,13 @@ async function sniff(file) {
 }
 async function addFiles(list) {
   const m = model(), errs = [];
+  if (!m) return;
   formErr = null;
   for (const f of Array.from(list || [])) {
     if (files.length >= m.max) { errs.push(['v.count', { model: m.name, max: m.max }]); break; }
     let kind = null;
     try { kind = await sniff(f); } catch { /* unreadable */ }
-    if (!kind) { errs.push(['v.type', { name: f.name }]); continue; }
+    if (!kind || !m.types.includes('image/' + kind)) { errs.push(['v.type', { name: f.name }]); continue; }
     if (f.size > m.bytes) { errs.push(['v.size', { name: f.name, size: mb(f.size), max: mb(m.bytes) }]); continue; }
     files.push({ file: f, url: URL.createObjectURL(f), id: [f.name, f.size, f.lastModified].join(':') });
   }
@@ -418,7 +425,7 @@ function check(m, prompt, sendFiles) {
 
 async function generate(ev) {
   ev.preventDefault();
-  if (sending || !key) return;
+  if (sending || !key || !model()) return;
   const m = model(), prompt = $('prompt').value.trim();
   const sendFiles = m.max ? files : [];
   formErr = check(m, prompt, sendFiles);
@@ -624,20 +631,37 @@ async function resume() {
   }
 }
 
-// The deployment's own prices and limits replace the built-in table when they load.
+// The create form renders only from the deployment's own table: it waits until
+// the table loads, and a failed load is retried with backoff.
 async function loadModels() {
+  if (modelsBusy || MODELS.length) return;
+  clearTimeout(modelsTimer);
+  modelsBusy = true;
+  renderModelsWait();
+  let list = null, body = null;
   try {
     const res = await fetch('/api/models');
-    if (!res.ok) return;
-    const body = await res.json();
-    MODELS.splice(0, MODELS.length, ...body.models.map((m) => ({
+    if (!res.ok) throw new Error('http ' + res.status);
+    body = await res.json();
+    list = body.models.map((m) => ({
       name: m.name, price: m.price, chars: m.max_prompt_chars, min: m.min_images, max: m.max_images, bytes: m.max_image_bytes,
       ratios: m.aspect_ratios, ratio: m.default_aspect_ratio, res: m.resolutions, fmts: m.output_formats, fmt: m.default_output_format,
-    })));
-    BODY_LIMIT = body.max_body_bytes || BODY_LIMIT;
-    renderModels();
-  } catch { /* keep the built-in table */ }
+      types: m.image_types,
+    }));
+  } catch { list = null; }
+  modelsBusy = false;
+  if (!list || !list.length) {
+    const ms = Math.min(30000, 1000 * 2 ** modelsFails++) + Math.random() * 500;
+    modelsRetryS = Math.ceil(ms / 1000);
+    modelsTimer = setTimeout(loadModels, ms);
+    document.body.dataset.models = 'error';
+    renderModelsWait();
+    return;
+  }
+  MODELS = list;
+  BODY_LIMIT = body.max_body_bytes || Infinity;
   document.body.dataset.models = 'ready';
+  renderModels();
 }
 
 // ---- wiring --------------------------------------------------------------
@@ -673,17 +697,18 @@ function init() {
   const zone = $('create');
   zone.addEventListener('dragover', (ev) => { if (ev.dataTransfer && [...ev.dataTransfer.types].includes('Files')) { ev.preventDefault(); $('drop').classList.add('over'); } });
   zone.addEventListener('dragleave', (ev) => { if (!zone.contains(ev.relatedTarget)) $('drop').classList.remove('over'); });
-  zone.addEventListener('drop', (ev) => { ev.preventDefault(); $('drop').classList.remove('over'); if (model().max) addFiles(ev.dataTransfer.files); });
+  zone.addEventListener('drop', (ev) => { ev.preventDefault(); $('drop').classList.remove('over'); if (model()?.max) addFiles(ev.dataTransfer.files); });
   document.addEventListener('dragover', (ev) => ev.preventDefault());
   document.addEventListener('drop', (ev) => ev.preventDefault());
   document.addEventListener('paste', (ev) => {
     const list = ev.clipboardData && ev.clipboardData.files;
-    if (!key || !list || !list.length || !model().max) return;
+    if (!key || !list || !list.length || !model()?.max) return;
     ev.preventDefault();
     addFiles(list);
   });
   $('more').addEventListener('click', loadHistory);
-  addEventListener('online', () => { if (watchTask && !terminal(watchTask.state)) poll(); });
+  $('models-retry').addEventListener('click', loadModels);
+  addEventListener('online', () => { loadModels(); if (watchTask && !terminal(watchTask.state)) poll(); });
   const stored = ls('nb.key');
   if (stored) signIn(stored, true); else show('signin', true);
   loadModels();

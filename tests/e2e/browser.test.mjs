@@ -303,3 +303,109 @@ test('retries reuse the Idempotency-Key and charge once; files are checked in th
   assert.deepEqual(problems, []);
   await ctx.close();
 });
+
+test('the create form is rendered only from the server\'s model table: waiting, failure and retry, prices, limits, "Model default"', { timeout: 120000 }, async () => {
+  // A deployment whose price and upload limit differ from the defaults.
+  const MB = 1024 * 1024;
+  const own = await startStack({ name: 'browser-models', vars: { PRICE_NANO_BANANA: '7', MAX_UPLOAD_BYTES: String(2 * MB) } });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+  try {
+    const user = await own.createUser(20, 'Model Viewer');
+    const page = await ctx.newPage();
+    page.setDefaultTimeout(T.timeout);
+    const problems = [];
+    page.on('console', (m) => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(m.text()); });
+    page.on('pageerror', (e) => problems.push(String(e)));
+    const byId = (id) => page.getByTestId(id);
+    const creates = [];
+    page.on('request', (r) => { if (new URL(r.url()).pathname === '/api/create/ai-image') creates.push(r); });
+
+    // The table cannot be fetched (a 5xx, then a dropped connection, ...): the
+    // form is not shown, the page says why in both languages and retries.
+    let failing = true, modelCalls = 0;
+    await page.route('**/api/models', (route) => {
+      modelCalls += 1;
+      if (!failing) return route.continue();
+      if (modelCalls % 2) return route.fulfill({ status: 503, contentType: 'application/json', body: '{"error":{"code":"internal_error","message":"down"}}' });
+      return route.abort('connectionreset');
+    });
+    await page.goto(own.url + '/');
+    await byId('api-key').fill(user.key);
+    await byId('signin-submit').click();
+    await byId('credits').filter({ hasText: /^20 credits$/ }).waitFor();
+    await byId('models-status').filter({ hasText: 'Could not load the models and prices from the server; retrying in' }).waitFor();
+    await waitFor(() => modelCalls >= 2, { what: 'a second try of /api/models' });
+    await page.locator('body[data-models="error"]').waitFor();
+    for (const id of ['model', 'prompt', 'aspect-ratio', 'generate']) assert.equal(await byId(id).isVisible(), false, `${id} is not shown without the table`);
+    await byId('lang-toggle').click();
+    await byId('models-status').filter({ hasText: '无法从服务器加载模型和价格' }).waitFor();
+    await byId('models-retry').filter({ hasText: '立即重试' }).waitFor();
+    await page.screenshot({ path: path.join(SHOTS, 'models-unavailable-zh.png') });
+    await byId('lang-toggle').click();
+    await byId('models-status').filter({ hasText: 'Could not load the models and prices' }).waitFor();
+    assert.equal(creates.length, 0, 'nothing can be submitted');
+
+    // The server answers again: "Try again now" loads the table and shows the form.
+    failing = false;
+    await byId('models-retry').click();
+    await page.locator('body[data-models="ready"]').waitFor();
+    await byId('models-status').waitFor({ state: 'hidden' });
+    await byId('prompt').waitFor();
+
+    // The server's price, and its default ratio preselected.
+    await byId('generate').filter({ hasText: 'Generate · 7 credits' }).waitFor();
+    assert.equal(await byId('model').inputValue(), 'nano-banana');
+    assert.equal((await page.locator('#model option[value="nano-banana"]').textContent()).trim(), 'nano-banana — 7 credits');
+    assert.equal(await byId('aspect-ratio').inputValue(), '1:1');
+    assert.equal(await page.locator('#ratio option[value=""]').count(), 0, 'no "Model default" where the model has a default');
+
+    // The server's upload limit (2 MB here, 10 MB by default) is enforced in the page.
+    await byId('model').selectOption('nano-banana-edit');
+    await byId('generate').filter({ hasText: 'Generate · 2 credits' }).waitFor();
+    await page.locator('#img-hint').filter({ hasText: 'JPEG, PNG or WebP, up to 2 MB each' }).waitFor();
+    const big = path.join(tmpdir(), `limit-${process.pid}.png`);
+    writeFileSync(big, Buffer.concat([pngBytes(8, 8), Buffer.alloc(3 * MB)]));
+    await byId('file-input').setInputFiles(big);
+    await byId('image-error').filter({ hasText: 'is 3 MB; the limit is 2 MB' }).waitFor();
+    assert.equal(await byId('preview').count(), 0);
+
+    // Flux Kontext has no default ratio: "Model default" is offered first and
+    // chosen, and the create request carries no ratio.
+    await byId('model').selectOption('flux-kontext-pro');
+    assert.equal(await byId('aspect-ratio').inputValue(), '');
+    assert.equal(await page.locator('#ratio option').first().getAttribute('value'), '');
+    assert.equal((await page.locator('#ratio option:checked').textContent()).trim(), 'Model default');
+    await byId('lang-toggle').click();
+    assert.equal((await page.locator('#ratio option:checked').textContent()).trim(), '模型默认');
+    await page.screenshot({ path: path.join(SHOTS, 'flux-model-default-zh.png') });
+    await byId('lang-toggle').click();
+    await byId('prompt').fill('A banana in its own proportions');
+    await byId('generate').click();
+    await page.locator('#watch[data-state="succeeded"]').waitFor();
+    assert.equal(creates.length, 1);
+    assert.doesNotMatch(creates[0].postData() || '', /name="aspect_ratio"\r\n\r\n[^\r]/, 'no aspect ratio is sent');
+    const task = await own.task(user.key, await page.locator('#watch').getAttribute('data-task-id'));
+    assert.equal(task.model, 'flux-kontext-pro');
+    assert.equal(task.aspect_ratio, null);
+
+    // The draft remembers the ratio, "Model default" included.
+    await page.reload();
+    await page.locator('body[data-models="ready"]').waitFor();
+    assert.equal(await byId('model').inputValue(), 'flux-kontext-pro');
+    assert.equal(await byId('aspect-ratio').inputValue(), '');
+    await byId('aspect-ratio').selectOption('4:3');
+    await page.reload();
+    await page.locator('body[data-models="ready"]').waitFor();
+    assert.equal(await byId('aspect-ratio').inputValue(), '4:3');
+    await byId('aspect-ratio').selectOption('');
+    await page.reload();
+    await page.locator('body[data-models="ready"]').waitFor();
+    assert.equal(await byId('model').inputValue(), 'flux-kontext-pro');
+    assert.equal(await byId('aspect-ratio').inputValue(), '');
+
+    assert.deepEqual(problems, [], 'no console errors');
+  } finally {
+    await ctx.close().catch(() => {});
+    await own.close();
+  }
+});
