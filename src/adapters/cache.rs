@@ -18,7 +18,13 @@ impl Cache {
     }
 
     pub async fn put(&self, key: &str, value: &str, ttl_s: u64) -> AppResult<()> {
-        self.0.put(key, value).map_err(|e| kv_error("put", e))?.expiration_ttl(ttl_s).execute().await.map_err(|e| kv_error("put", e))
+        self.0
+            .put_bytes(key, value.as_bytes())
+            .map_err(|e| kv_error("put", e))?
+            .expiration_ttl(ttl_s)
+            .execute()
+            .await
+            .map_err(|e| kv_error("put", e))
     }
 
     pub async fn get(&self, key: &str) -> AppResult<Option<String>> {

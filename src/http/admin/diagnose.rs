@@ -250,7 +250,7 @@ async fn r2(ctx: &Ctx, r: &mut Report, cfg: Option<&Config>, reaches_us: bool) {
 async fn kie(ctx: &Ctx, r: &mut Report, cfg: &Config) {
     let client = KieClient { base: &cfg.kie_api_base, api_key: &cfg.kie_api_key, timeout_ms: 10_000, log: &ctx.log };
     match client.credit().await {
-        Ok(balance) => r.pass("kie key", format!("accepted by {}; account balance {balance} Kie credits", cfg.kie_api_base)),
+        Ok(balance) => r.pass("kie key", format!("accepted by {}; account balance {} Kie credits", cfg.kie_api_base, json!(balance))),
         Err(why) => r.fail("kie key", format!("the free credit call to {} failed: {why}", cfg.kie_api_base)),
     }
 }
