@@ -11,3 +11,4 @@ pub mod log;
 pub mod outbound;
 pub mod settings;
 pub mod store;
+pub mod streams;

@@ -44,7 +44,7 @@ pub async fn serve(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let (status, body, length) = if req.method() == Method::Head {
         (200, ResponseBody::Empty, info.size)
     } else {
-        let body = files.body(&key, range).await?.ok_or_else(AppError::not_found)?;
+        let body = ResponseBody::Stream(files.body(&key, range).await?.ok_or_else(AppError::not_found)?);
         match range {
             Some((start, end)) => (206, body, end - start + 1),
             None => (200, body, info.size),

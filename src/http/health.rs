@@ -25,12 +25,12 @@ pub async fn get(ctx: &Ctx, _req: Request) -> AppResult<Response> {
         Ok(db) => db.ping().await.is_ok(),
         Err(_) => false,
     };
-    let cache = Cache::from_env(&ctx.env).ok();
+    let cache = Cache::from_env(&ctx.env, &ctx.log).ok();
     let kv_ok = match &cache {
         Some(kv) => kv.get("health").await.is_ok(),
         None => false,
     };
-    let r2_ok = match Files::from_env(&ctx.env) {
+    let r2_ok = match Files::from_env(&ctx.env, &ctx.log) {
         Ok(files) => files.head("health").await.is_ok(),
         Err(_) => false,
     };

@@ -18,6 +18,7 @@ mod webhook;
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::log::Log;
 use crate::domain::error::{AppError, AppResult, ErrorCode};
+use crate::domain::ids::is_ray_id;
 use crate::domain::signature::base32;
 use ctx::Ctx;
 use routes::Lookup;
@@ -30,12 +31,15 @@ pub fn json_response(status: u16, body: &Value) -> AppResult<Response> {
     Ok(resp.with_status(status))
 }
 
+/// The request's id: Cloudflare's ray id when the header is a well-formed one
+/// (16 hex digits, optionally `-` and a data-centre code); anything else a
+/// client sent is ignored and we make our own.
 fn request_id(req: &Request) -> String {
     req.headers()
         .get("cf-ray")
         .ok()
         .flatten()
-        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .filter(|v| is_ray_id(v))
         .unwrap_or_else(|| random_bytes::<10>().map(|b| base32(&b)).unwrap_or_else(|_| "unknown".into()))
 }
 

@@ -4,7 +4,7 @@
 //! the background.
 
 use super::ctx::Ctx;
-use super::extract::{check_length, too_large};
+use super::extract::read_body;
 use super::json_response;
 use crate::adapters::clock::now_ms;
 use crate::adapters::store::tasks;
@@ -23,10 +23,10 @@ const HMAC_WINDOW_S: i64 = 300;
 /// Duplicate callbacks within this window share one confirmation call to Kie.
 const CONFIRM_INTERVAL_MS: i64 = 1_000;
 
-pub async fn receive(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
+pub async fn receive(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;
     let pipeline = ctx.pipeline()?;
-    let callback = read_callback(ctx, &mut req).await?;
+    let callback = read_callback(ctx, &req).await?;
     if let Some(key) = &cfg.kie_webhook_hmac_key {
         check_signature(&req, key, &callback)?;
     }
@@ -45,17 +45,12 @@ pub async fn receive(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
     if task.state.is_terminal() {
         return json_response(200, &json!({ "ok": true, "state": task.state.as_str() }));
     }
-    ctx.in_background("confirm_callback", confirm(pipeline.clone(), task.id));
+    ctx.in_background("confirm_callback", confirm(pipeline.until(ctx.background_deadline()), task.id));
     json_response(200, &json!({ "ok": true }))
 }
 
-async fn read_callback(ctx: &Ctx, req: &mut Request) -> AppResult<KieCallback> {
-    check_length(req, MAX_CALLBACK_BYTES)?;
-    let body =
-        req.bytes().await.map_err(|e| AppError::invalid_request("Could not read the callback body.").with_internal(e.to_string()))?;
-    if body.len() as u64 > MAX_CALLBACK_BYTES {
-        return Err(too_large(MAX_CALLBACK_BYTES));
-    }
+async fn read_callback(ctx: &Ctx, req: &Request) -> AppResult<KieCallback> {
+    let body = read_body(req, MAX_CALLBACK_BYTES).await?;
     let callback = parse_callback(&body).ok_or_else(|| AppError::new(ErrorCode::InvalidJson, "The callback body is not a JSON object."))?;
     if let Some(p) = &callback.provider_task_id {
         ctx.log.set("provider_task_id", p.as_str());

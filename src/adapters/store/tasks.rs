@@ -143,13 +143,27 @@ pub async fn reserve(db: &Db, task: &Task, idempotency_key: Option<&IdempotencyK
     if db.batch(stmts).await?.first() == Some(&1) {
         return Ok(Reservation::Reserved);
     }
+    let why = standing(db, &task.user_id, idempotency_key).await?;
+    Ok(if why.duplicate { Reservation::DuplicateKey } else { Reservation::Refused { balance: why.credits, active: why.active } })
+}
+
+/// What decides a reservation, read without taking it: checked before any
+/// upload is stored, so a create that will be refused leaves nothing behind.
+pub struct Standing {
+    pub credits: i64,
+    pub active: i64,
+    /// A task with this Idempotency-Key exists.
+    pub duplicate: bool,
+}
+
+pub async fn standing(db: &Db, user_id: &UserId, idempotency_key: Option<&IdempotencyKey>) -> AppResult<Standing> {
     #[derive(Deserialize)]
-    struct Why {
+    struct Row {
         credits: i64,
         active: i64,
         duplicate: i64,
     }
-    let mut args = vec![text(task.user_id.as_str()), key];
+    let mut args = vec![text(user_id.as_str()), opt_text(idempotency_key.map(IdempotencyKey::as_str))];
     let active = states_in("state", &TaskState::ACTIVE, &mut args);
     let stmt = db.stmt(
         &format!(
@@ -158,11 +172,8 @@ pub async fn reserve(db: &Db, task: &Task, idempotency_key: Option<&IdempotencyK
         ),
         &args,
     )?;
-    Ok(match db.first::<Why>(stmt).await? {
-        Some(why) if why.duplicate == 1 => Reservation::DuplicateKey,
-        Some(why) => Reservation::Refused { balance: why.credits, active: why.active },
-        None => Reservation::Refused { balance: 0, active: 0 },
-    })
+    let row = db.first::<Row>(stmt).await?.unwrap_or(Row { credits: 0, active: 0, duplicate: 0 });
+    Ok(Standing { credits: row.credits, active: row.active, duplicate: row.duplicate == 1 })
 }
 
 /// Takes the right to submit a queued task now: a lease on the task and a slot
