@@ -10,7 +10,7 @@ use crate::adapters::kie::KieClient;
 use crate::adapters::log::Log;
 use crate::adapters::outbound;
 use crate::adapters::store::tasks;
-use crate::adapters::streams::{Chunks, StreamError};
+use crate::adapters::streams::StreamError;
 use crate::domain::config::Config;
 use crate::domain::error::AppResult;
 use crate::domain::image::MIN_RESULT_BYTES;
@@ -27,7 +27,9 @@ const SUBMIT_LEASE_MS: i64 = 60_000;
 const MAX_RESULT_BYTES: u64 = 50 * 1024 * 1024;
 /// Kie returns one image per task for these models; never copy more than this.
 const MAX_RESULTS: usize = 10;
+/// Waiting for a result's first bytes, and copying it whole.
 const RESULT_FETCH_TIMEOUT_MS: u64 = 30_000;
+const RESULT_COPY_MS: i64 = 120_000;
 /// Our clock and Kie's differ by a request's flight time: keep a margin.
 const KIE_WINDOW_MARGIN_MS: i64 = 1_000;
 /// Work under a deadline stops this long before it.
@@ -326,9 +328,13 @@ impl Pipeline {
                 return Err(CopyError::Invalid(format!("result {i} has an implausible size ({len} bytes)")));
             }
             let Some(body) = &opened.body else { return Err(CopyError::Invalid(format!("result {i} has no body"))) };
-            let read_timeout = (RESULT_FETCH_TIMEOUT_MS as i64).min(self.time_left() - DEADLINE_MARGIN_MS).max(1) as u64;
-            let mut chunks = Chunks::new(body, MAX_RESULT_BYTES, Some(read_timeout)).until(self.deadline.map(|d| d - DEADLINE_MARGIN_MS));
-            let image = match files.put_image_stream(&mut chunks, opened.length, |kind| Files::result_key(&task.id, i, kind)).await {
+            let deadline = now_ms() + (RESULT_COPY_MS).min(self.time_left() - DEADLINE_MARGIN_MS);
+            let copied =
+                files.put_image_stream(body, opened.length, MAX_RESULT_BYTES, deadline, |kind| Files::result_key(&task.id, i, kind)).await;
+            if copied.is_err() {
+                opened.abort();
+            }
+            let image = match copied {
                 Ok(image) => image,
                 Err(PutImageError::NotImage(why)) => return Err(CopyError::Invalid(format!("result {i} is not an image: {why}"))),
                 Err(PutImageError::Stream(StreamError::TooLarge { cap })) => {

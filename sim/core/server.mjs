@@ -44,8 +44,15 @@ function matchRoute(routes, method, path) {
   return { cls: m.cls, handler: m.handler };
 }
 
-function send(res, req, { status = 200, headers = {}, body }) {
+function send(res, req, { status = 200, headers = {}, body, chunked = false }) {
   if (res.writableEnded || res.destroyed) return;
+  if (chunked && Buffer.isBuffer(body)) {
+    // Transfer-Encoding: chunked, no Content-Length: the receiver learns the size only at the end.
+    res.writeHead(status, headers);
+    if (req.method === 'HEAD') return res.end();
+    for (let i = 0; i < body.length; i += 64 * 1024) res.write(body.subarray(i, i + 64 * 1024));
+    return res.end();
+  }
   let buf;
   const h = { ...headers };
   if (Buffer.isBuffer(body)) buf = body;

@@ -5,18 +5,21 @@
 //! from Kie's URL to R2, downloads from R2 to the client. Only an image's
 //! first bytes enter wasm, to prove it is one.
 
+use super::clock::now_ms;
 use super::clock::random_bytes;
 use super::log::Log;
-use super::streams::{pump, settle, write, Chunks, StreamError};
+use super::streams::{settle, write, Chunks, Counted, StreamError};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::TaskId;
 use crate::domain::image::{ImageInfo, ImageKind, ImageProbe, InvalidImage, Probe, PROBE_LIMIT};
 use crate::domain::signature::base32;
+use futures_util::future::{select, Either};
+use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::js_sys::{Array, Object, Reflect, Uint8Array};
 use worker::web_sys::{Blob, ReadableStream};
 use worker::worker_sys::types::{FixedLengthStream, R2Bucket};
-use worker::Env;
+use worker::{Delay, Env};
 
 pub const BINDING: &str = "FILES";
 
@@ -118,50 +121,73 @@ impl Files {
     }
 
     /// Streams an image into R2 under `key_for(kind)`, once its first bytes
-    /// prove it a PNG, JPEG or WebP with sane dimensions. `length` (from
-    /// `Content-Length`) lets the bytes flow straight through; without it the
-    /// chunks are gathered on the JavaScript side. The cap holds either way.
+    /// prove it a PNG, JPEG or WebP with sane dimensions. The bytes are piped
+    /// by the runtime through a counter that stops them past `cap`; with a
+    /// `length` (from `Content-Length`) they flow straight into R2, without one
+    /// they are gathered on the JavaScript side first. Reading ends by
+    /// `deadline` (Unix ms) however slowly the bytes come.
     pub async fn put_image_stream(
         &self,
-        chunks: &mut Chunks,
+        body: &ReadableStream,
         length: Option<u64>,
+        cap: u64,
+        deadline: i64,
         key_for: impl Fn(ImageKind) -> String,
     ) -> Result<StoredImage, PutImageError> {
-        let (info, head) = probe_head(chunks).await?;
+        let storage = |what: &str, e: JsValue| PutImageError::Storage(r2_error(what, js_error(e)));
+        let counted = Counted::new(body, cap).map_err(PutImageError::Storage)?;
+        let mut chunks = Chunks::new(&counted.readable, u64::MAX, None).until(Some(deadline));
+        let (info, head) = probe_head(&mut chunks).await?;
         let key = key_for(info.kind);
         let options = Self::put_options(info.kind.content_type());
-        let bytes = match length {
-            Some(len) => {
-                let fixed = FixedLengthStream::new(u32::try_from(len).unwrap_or(u32::MAX))
-                    .map_err(|e| PutImageError::Storage(r2_error("stream", js_error(e))))?;
-                let writer = fixed.writable().get_writer().map_err(|e| PutImageError::Storage(r2_error("stream", js_error(e))))?;
-                let readable: JsValue = fixed.readable().into();
-                let stored = self.call("put", self.bucket.put(key.clone(), readable, options));
-                let feed = async {
+        let rest = async {
+            match length {
+                Some(len) => {
+                    let fixed = FixedLengthStream::new(u32::try_from(len).unwrap_or(u32::MAX)).map_err(|e| storage("stream", e))?;
+                    let writer = fixed.writable().get_writer().map_err(|e| storage("stream", e))?;
+                    let stored = self.call("put", self.bucket.put(key.clone(), fixed.readable().into(), options));
+                    let piped = async {
+                        for chunk in &head {
+                            write(&writer, chunk).await?;
+                        }
+                        writer.release_lock();
+                        chunks.release();
+                        settle(counted.readable.pipe_to(&fixed.writable()), None).await.map(|_| ())
+                    };
+                    let (stored, piped) = futures_util::future::join(stored, piped).await;
+                    counted.finished().await.map_err(PutImageError::Stream)?;
+                    piped.map_err(PutImageError::Stream)?;
+                    stored.map_err(PutImageError::Storage)?;
+                    Ok(len)
+                }
+                None => {
+                    // No length for R2: gather the rest on the JavaScript side first.
+                    let parts = Array::new();
                     for chunk in &head {
-                        write(&writer, chunk).await?;
+                        parts.push(chunk);
                     }
-                    pump(chunks, &writer).await
-                };
-                let (stored, fed) = futures_util::future::join(stored, feed).await;
-                fed.map_err(PutImageError::Stream)?;
-                stored.map_err(PutImageError::Storage)?;
-                len
-            }
-            None => {
-                let parts = Array::new();
-                for chunk in &head {
-                    parts.push(chunk);
+                    loop {
+                        match chunks.next().await {
+                            Ok(Some(chunk)) => {
+                                parts.push(&chunk);
+                            }
+                            Ok(None) => break,
+                            // The counter errored the stream: say why.
+                            Err(e) => return Err(PutImageError::Stream(counted.finished().await.err().unwrap_or(e))),
+                        }
+                    }
+                    let blob = Blob::new_with_u8_array_sequence(&parts).map_err(|e| storage("blob", e))?;
+                    self.put(&key, blob.as_ref(), info.kind.content_type()).await.map_err(PutImageError::Storage)?;
+                    Ok(blob.size() as u64)
                 }
-                while let Some(chunk) = chunks.next().await.map_err(PutImageError::Stream)? {
-                    parts.push(&chunk);
-                }
-                let blob = Blob::new_with_u8_array_sequence(&parts).map_err(|e| PutImageError::Storage(r2_error("blob", js_error(e))))?;
-                self.put(&key, blob.as_ref(), info.kind.content_type()).await.map_err(PutImageError::Storage)?;
-                chunks.seen()
             }
         };
-        Ok(StoredImage { key, info, bytes })
+        let left = (deadline - now_ms()).max(1) as u64;
+        let copied = match select(Box::pin(rest), Delay::from(Duration::from_millis(left))).await {
+            Either::Left((bytes, _)) => bytes,
+            Either::Right(_) => Err(PutImageError::Stream(StreamError::Stalled)),
+        };
+        Ok(StoredImage { key, info, bytes: copied? })
     }
 
     pub async fn head(&self, key: &str) -> AppResult<Option<FileInfo>> {

@@ -76,7 +76,17 @@ pub struct Opened {
     /// `Content-Length`, when the peer sent one.
     pub length: Option<u64>,
     pub body: Option<ReadableStream>,
+    controller: Option<AbortController>,
     _connection: Connection,
+}
+
+impl Opened {
+    /// Gives up on the body: whatever reads or pipes it fails.
+    pub fn abort(&self) {
+        if let Some(c) = &self.controller {
+            c.abort();
+        }
+    }
 }
 
 /// Sends a request and waits (at most `timeout_ms`) for the answer's head.
@@ -98,7 +108,7 @@ pub async fn open(log: &Log, url: &str, method: &str, headers: Headers, body: Op
         Ok(value) => {
             let response: Response = value.unchecked_into();
             let length = response.headers().get("Content-Length").ok().flatten().and_then(|v| v.trim().parse().ok());
-            Ok(Opened { status: response.status(), length, body: response.body(), _connection: connection })
+            Ok(Opened { status: response.status(), length, body: response.body(), controller, _connection: connection })
         }
         Err(StreamError::Stalled) => {
             if let Some(c) = controller {

@@ -7,11 +7,14 @@
 use super::clock::now_ms;
 use crate::domain::error::{AppError, AppResult};
 use futures_util::future::{select, Either};
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::js_sys::{Promise, Reflect, Uint8Array};
+use worker::js_sys::{Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::web_sys::{ReadableStream, ReadableStreamDefaultReader, WritableStreamDefaultWriter};
+use worker::web_sys::{ReadableStream, ReadableStreamDefaultReader, TransformStream, WritableStreamDefaultWriter};
 use worker::Delay;
 
 /// Why a stream could not be read.
@@ -76,11 +79,6 @@ impl Chunks {
         self
     }
 
-    /// Bytes read so far.
-    pub fn seen(&self) -> u64 {
-        self.seen
-    }
-
     /// The next chunk (still a JavaScript array), or `None` at the end. Past
     /// the cap the stream is cancelled and the answer is `TooLarge`.
     pub async fn next(&mut self) -> Result<Option<Uint8Array>, StreamError> {
@@ -119,6 +117,11 @@ impl Chunks {
     pub fn cancel(&self) {
         let _ = self.reader.cancel();
     }
+
+    /// Gives the stream back (to be piped elsewhere from where reading stopped).
+    pub fn release(self) {
+        self.reader.release_lock();
+    }
 }
 
 /// Reads a whole (small) stream into wasm, refusing past `cap` bytes.
@@ -135,27 +138,66 @@ pub async fn read_all(stream: &ReadableStream, cap: u64, read_timeout_ms: Option
     Ok(out)
 }
 
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// A TransformStream's controller.
+    type StreamController;
+    #[wasm_bindgen(method, catch)]
+    fn enqueue(this: &StreamController, chunk: &JsValue) -> Result<(), JsValue>;
+    #[wasm_bindgen(method)]
+    fn error(this: &StreamController, reason: &JsValue);
+}
+
+/// A stream passed through a byte counter that errors the stream the moment
+/// more than `cap` bytes have gone through. The bytes are piped by the
+/// runtime; wasm sees only each chunk's length.
+pub struct Counted {
+    pub readable: ReadableStream,
+    seen: Rc<Cell<u64>>,
+    cap: u64,
+    piped: Promise,
+    _counter: Closure<dyn FnMut(JsValue, JsValue)>,
+}
+
+impl Counted {
+    pub fn new(source: &ReadableStream, cap: u64) -> AppResult<Counted> {
+        let seen = Rc::new(Cell::new(0u64));
+        let total = seen.clone();
+        let counter = Closure::wrap(Box::new(move |chunk: JsValue, controller: JsValue| {
+            let controller: StreamController = controller.unchecked_into();
+            let len = Reflect::get(&chunk, &JsValue::from_str("byteLength")).ok().and_then(|v| v.as_f64()).unwrap_or(0.0);
+            total.set(total.get() + len as u64);
+            if total.get() > cap {
+                controller.error(&JsValue::from_str("more bytes than allowed"));
+            } else {
+                let _ = controller.enqueue(&chunk);
+            }
+        }) as Box<dyn FnMut(JsValue, JsValue)>);
+        let transformer = Object::new();
+        let _ = Reflect::set(&transformer, &JsValue::from_str("transform"), counter.as_ref());
+        let stream =
+            TransformStream::new_with_transformer(&transformer).map_err(|e| AppError::internal(format!("stream: {}", js_message(&e))))?;
+        let piped = source.pipe_to(&stream.writable());
+        Ok(Counted { readable: stream.readable(), seen, cap, piped, _counter: counter })
+    }
+
+    pub fn over_cap(&self) -> bool {
+        self.seen.get() > self.cap
+    }
+
+    /// Waits for the source to be fully piped (or to have failed).
+    pub async fn finished(&self) -> Result<(), StreamError> {
+        let done = settle(self.piped.clone(), None).await.map(|_| ());
+        if self.over_cap() {
+            return Err(StreamError::TooLarge { cap: self.cap });
+        }
+        done
+    }
+}
+
 /// Writes one chunk (staying a JavaScript array) to `writer`.
 pub async fn write(writer: &WritableStreamDefaultWriter, chunk: &Uint8Array) -> Result<(), StreamError> {
     settle(writer.write_with_chunk(chunk), None).await.map(|_| ())
-}
-
-/// Copies what is left of `chunks` into `writer`, then closes it. On any
-/// failure (the cap included) both ends are aborted, so a sink such as an R2
-/// put fails instead of storing part of the bytes.
-pub async fn pump(chunks: &mut Chunks, writer: &WritableStreamDefaultWriter) -> Result<(), StreamError> {
-    let copied = async {
-        while let Some(chunk) = chunks.next().await? {
-            write(writer, &chunk).await?;
-        }
-        settle(writer.close(), None).await.map(|_| ())
-    }
-    .await;
-    if let Err(e) = &copied {
-        chunks.cancel();
-        let _ = writer.abort_with_reason(&JsValue::from_str(&e.to_string()));
-    }
-    copied
 }
 
 /// `413 payload_too_large` for a body over its cap.

@@ -4,11 +4,11 @@
 
 use super::ctx::Ctx;
 pub use crate::adapters::streams::too_large;
-use crate::adapters::streams::{body_error, pump, read_request_body, settle, Chunks};
+use crate::adapters::streams::{body_error, read_request_body, settle, Counted};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use serde_json::Value;
 use wasm_bindgen::JsCast;
-use worker::web_sys::{FormData, Response as WebResponse, ResponseInit, TransformStream};
+use worker::web_sys::{FormData, Response as WebResponse, ResponseInit};
 use worker::Request;
 
 /// Reads a whole body, refusing it (413) when its declared length is over
@@ -41,16 +41,14 @@ pub async fn read_form(req: &Request, max_bytes: u64) -> AppResult<FormData> {
     check_length(req, max_bytes)?;
     let unreadable = |why: String| AppError::invalid_request("The multipart body could not be read.").with_internal(why);
     let body = req.inner().body().ok_or_else(|| unreadable("no body".into()))?;
-    let counted = TransformStream::new().map_err(|e| AppError::internal(format!("stream: {e:?}")))?;
-    let writer = counted.writable().get_writer().map_err(|e| AppError::internal(format!("stream: {e:?}")))?;
+    let counted = Counted::new(&body, max_bytes)?;
     let init = ResponseInit::new();
     init.set_headers(&req.inner().headers());
-    let parsed = WebResponse::new_with_opt_readable_stream_and_init(Some(&counted.readable()), &init)
+    let parsed = WebResponse::new_with_opt_readable_stream_and_init(Some(&counted.readable), &init)
         .and_then(|r| r.form_data())
         .map_err(|e| AppError::internal(format!("form: {e:?}")))?;
-    let mut chunks = Chunks::new(&body, max_bytes, Some(30_000));
-    let (pumped, form) = futures_util::future::join(pump(&mut chunks, &writer), settle(parsed, None)).await;
-    pumped.map_err(body_error)?;
+    let form = settle(parsed, None).await;
+    counted.finished().await.map_err(body_error)?;
     form.map(|f| f.unchecked_into()).map_err(|e| unreadable(e.to_string()))
 }
 
