@@ -68,6 +68,8 @@ function parseArgs(argv) {
 }
 
 const OPT = parseArgs(process.argv.slice(2));
+// Miniflare names modules relative to the working directory: run from the root.
+process.chdir(ROOT);
 const REQ_TIMEOUT_MS = 10_000;
 
 // Hard stop: the whole run must stay bounded.
