@@ -544,7 +544,8 @@ async function main() {
     const status = await load('status', { ...run, expect: 200, make: () => [`${url}/api/tasks/${done.id}`, { headers: auth }] });
 
     // 4. callback replayed to a finished task (idempotent path). The body is the
-    //    simulator's own jobs-shaped success callback for that task.
+    //    simulator's own jobs-shaped success callback for that task, signed
+    //    with Kie's HMAC headers (the stack requires them).
     const simTask = sim.taskView(done.provider_task_id);
     if (!simTask?.callBackUrl) throw new Error('the simulator task has no callBackUrl');
     const manual = await call(`${sim.url}/_sim/tasks/${done.provider_task_id}/callback`, { method: 'POST', json: {} });
@@ -558,7 +559,7 @@ async function main() {
       ['health', 'GET /api/health', health],
       ['create', 'POST /api/create/ai-image', create],
       ['tasks.get', 'GET /api/tasks/:id (succeeded)', status],
-      ['webhook', 'POST /api/webhooks/kie-image (replay)', callback],
+      ['webhook', 'POST /api/webhooks/kie-image (replay, HMAC)', callback],
     ];
     for (const [route, label, r] of phases) {
       const lines = (await requestLines(stack, r.ids)).filter((l) => l.route === route);
