@@ -575,7 +575,7 @@ async function main() {
       ['health', 'GET /api/health', health],
       ['create', 'POST /api/create/ai-image', create],
       ['tasks.get', 'GET /api/tasks/:id (succeeded)', status],
-      ['webhook', 'POST /api/webhooks/kie-image (replay, HMAC)', callback],
+      ['webhook', 'POST /api/webhooks/kie-image (replay)', callback],
     ];
     for (const [route, label, r] of phases) {
       const lines = (await requestLines(stack, r.ids)).filter((l) => l.route === route);
@@ -691,6 +691,7 @@ function render(r) {
     );
   }
   line('create: callbacks are withheld during its phase, so the user\'s unfinished tasks grow with every request.');
+  line('webhook: the replay carries Kie\'s HMAC headers (the stack requires them).');
   const logNote = Object.values(r.routes).filter((v) => v.log_lines < r.options.requests);
   if (logNote.length) line(`(log lines missing for: ${logNote.map((v) => `${v.label} ${v.log_lines}/${r.options.requests}`).join(', ')})`);
   if (r.vs_js) {
