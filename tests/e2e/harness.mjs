@@ -75,7 +75,9 @@ export async function waitFor(fn, { timeoutMs = 15000, intervalMs = 100, what = 
  * Starts simulator + Worker. Options:
  *   vars: extra/overriding bindings; omit: binding names to leave out;
  *   hmac: sign callbacks (and require them); callbacks: false to run without PUBLIC_BASE_URL;
- *   sim: simulator options; noR2: leave the R2 binding out.
+ *   sim: simulator options; noR2: leave the R2 binding out;
+ *   script: the Worker module to run instead of build/index.js (the benchmark's
+ *   JavaScript reference Worker), with the same Miniflare options.
  */
 export async function startStack(opts = {}) {
   const sim = await startKieSim({ port: 0, host: '127.0.0.1', apiKey: SECRETS.KIEAI_APIKEY, hmacKey: opts.hmac ? HMAC_KEY : null, stepMs: 120, ...(opts.sim || {}) });
@@ -119,7 +121,7 @@ export async function startStack(opts = {}) {
 
   const options = () => ({
     modules: true,
-    scriptPath: path.join(ROOT, 'build/index.js'),
+    scriptPath: path.join(ROOT, opts.script || 'build/index.js'),
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
     compatibilityDate: '2026-04-20',
     host: '127.0.0.1',
