@@ -8,6 +8,7 @@ use crate::adapters::streams::{body_error, read_request_body, settle, Counted};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use serde_json::Value;
 use wasm_bindgen::JsCast;
+use worker::js_sys::Uint8Array;
 use worker::web_sys::{FormData, Response as WebResponse, ResponseInit};
 use worker::Request;
 
@@ -15,8 +16,17 @@ use worker::Request;
 /// `max_bytes` and, with or without a declared length, the moment more than
 /// `max_bytes` have arrived.
 pub async fn read_body(req: &Request, max_bytes: u64) -> AppResult<Vec<u8>> {
-    check_length(req, max_bytes)?;
-    read_request_body(req.inner().body(), max_bytes).await
+    match check_length(req, max_bytes)? {
+        // The runtime holds a body to its declared length: read it in one call.
+        Some(_) => {
+            let buffer = settle(req.inner().array_buffer().map_err(|e| AppError::internal(format!("body: {e:?}")))?, Some(30_000))
+                .await
+                .map_err(body_error)?;
+            Ok(Uint8Array::new(&buffer).to_vec())
+        }
+        // No length declared: count the bytes as they arrive.
+        None => read_request_body(req.inner().body(), max_bytes).await,
+    }
 }
 
 /// Reads a JSON object body under the same cap.

@@ -7,12 +7,11 @@ use super::ctx::Ctx;
 use super::extract::read_body;
 use super::json_response;
 use crate::adapters::clock::now_ms;
-use crate::adapters::store::tasks;
+use crate::adapters::store::tasks::{self, CallbackTarget};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::ids::TaskId;
 use crate::domain::kie::{parse_callback, KieCallback};
 use crate::domain::signature::{ct_eq, verify_kie_webhook};
-use crate::domain::task::Task;
 use crate::pipeline::Pipeline;
 use serde_json::json;
 use std::time::Duration;
@@ -68,19 +67,19 @@ fn check_signature(req: &Request, key: &str, callback: &KieCallback) -> AppResul
 }
 
 /// The task named by our callback URL (`?task=`), else by Kie's task id.
-async fn find_task(ctx: &Ctx, pipeline: &Pipeline, callback: &KieCallback) -> AppResult<Option<Task>> {
+async fn find_task(ctx: &Ctx, pipeline: &Pipeline, callback: &KieCallback) -> AppResult<Option<CallbackTarget>> {
     match (ctx.query("task"), &callback.provider_task_id) {
         (Some(id), _) => match TaskId::parse(id) {
-            Some(id) => tasks::by_id(&pipeline.db, &id).await,
+            Some(id) => tasks::callback_target(&pipeline.db, &id).await,
             None => Ok(None),
         },
-        (None, Some(p)) => tasks::by_provider_id(&pipeline.db, p).await,
+        (None, Some(p)) => tasks::callback_target_by_provider_id(&pipeline.db, p).await,
         (None, None) => Ok(None),
     }
 }
 
 /// The per-task token we put into the callback URL, and Kie's id must be the task's.
-fn check_task_token(ctx: &Ctx, task: &Task, callback: &KieCallback) -> AppResult<()> {
+fn check_task_token(ctx: &Ctx, task: &CallbackTarget, callback: &KieCallback) -> AppResult<()> {
     let token_ok = ctx.query("token").is_some_and(|t| ct_eq(t.as_bytes(), task.callback_token.as_bytes()));
     let same_task = match (&callback.provider_task_id, &task.provider_task_id) {
         (Some(from_body), Some(ours)) => from_body == ours,

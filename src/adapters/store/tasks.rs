@@ -35,9 +35,26 @@ pub async fn for_key(db: &Db, key_hash: &str, id: &TaskId) -> AppResult<Option<T
     db.first(stmt).await
 }
 
-pub async fn by_provider_id(db: &Db, provider_task_id: &ProviderTaskId) -> AppResult<Option<Task>> {
-    let stmt = db.stmt(&format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.provider_task_id = ?1"), &[text(provider_task_id.as_str())])?;
-    db.first(stmt).await
+/// What a callback needs of its task: where it is, whose it is, and the
+/// token its callback URL must carry (five columns, not the whole row).
+#[derive(Debug, Deserialize)]
+pub struct CallbackTarget {
+    pub id: TaskId,
+    pub user_id: UserId,
+    pub state: TaskState,
+    pub provider_task_id: Option<ProviderTaskId>,
+    pub callback_token: String,
+}
+
+const CALLBACK_COLUMNS: &str = "id, user_id, state, provider_task_id, callback_token";
+
+pub async fn callback_target(db: &Db, id: &TaskId) -> AppResult<Option<CallbackTarget>> {
+    db.first(db.stmt(&format!("SELECT {CALLBACK_COLUMNS} FROM tasks WHERE id = ?1"), &[text(id.as_str())])?).await
+}
+
+pub async fn callback_target_by_provider_id(db: &Db, provider_task_id: &ProviderTaskId) -> AppResult<Option<CallbackTarget>> {
+    db.first(db.stmt(&format!("SELECT {CALLBACK_COLUMNS} FROM tasks WHERE provider_task_id = ?1"), &[text(provider_task_id.as_str())])?)
+        .await
 }
 
 pub async fn by_idempotency_key(db: &Db, user_id: &UserId, key: &IdempotencyKey) -> AppResult<Option<Task>> {
