@@ -210,6 +210,9 @@ function serverStats(lines) {
     d1_queries_max: lines.length ? Math.max(...lines.map((l) => l.d1_queries ?? 0)) : null,
     d1_rows_read_min: lines.length ? Math.min(...lines.map((l) => l.d1_rows_read ?? 0)) : null,
     d1_rows_read_max: lines.length ? Math.max(...lines.map((l) => l.d1_rows_read ?? 0)) : null,
+    subrequests: pick('subrequests'),
+    subrequests_max: lines.length ? Math.max(...lines.map((l) => l.subrequests ?? 0)) : null,
+    wasm_memory_bytes_max: lines.length ? Math.max(...lines.map((l) => l.wasm_memory_bytes ?? 0)) : null,
   };
 }
 
@@ -647,6 +650,8 @@ async function main() {
       if (pids.size !== n) throw new Error(`${cond}: provider task ids not unique`);
     }
     sim.configure({ callbacks: { drop: false } });
+    const closing = stack.logs.filter((l) => typeof l.wasm_memory_bytes === 'number');
+    report.memory = { lines: closing.length, peak_wasm_memory_bytes: closing.length ? Math.max(...closing.map((l) => l.wasm_memory_bytes)) : null };
     report.total_s = round((Date.now() - started) / 1000, 1);
   } finally {
     // Not stack.close(): that also writes the whole request log to test-artifacts/logs.
@@ -684,12 +689,13 @@ function render(r) {
   }
   line();
   line('Latency (client, loopback, simulator stepMs 1)          |  per request, median of Worker log lines');
-  line('route                                   p50 ms   p95 ms    req/s  | srv ms  D1 q  rows rd  rows wr  Kie  rd min-max');
+  line('route                                   p50 ms   p95 ms    req/s  | srv ms  D1 q  rows rd  rows wr  Kie  rd min-max  subreq (max)  wasm MiB max');
   for (const v of Object.values(r.routes)) {
     line(
-      `${pad(v.label, 37, false)} ${pad(fmt(v.p50_ms, 2), 8)} ${pad(fmt(v.p95_ms, 2), 8)} ${pad(fmt(v.rps, 1), 8)}  | ${pad(fmt(v.server_ms_p50, 0), 6)} ${pad(fmt(v.d1_queries, 0), 5)} ${pad(fmt(v.d1_rows_read, 0), 8)} ${pad(fmt(v.d1_rows_written, 0), 8)} ${pad(fmt(v.kie_calls, 0), 4)}  ${pad(`${v.d1_rows_read_min ?? '-'}-${v.d1_rows_read_max ?? '-'}`, 10)}`,
+      `${pad(v.label, 37, false)} ${pad(fmt(v.p50_ms, 2), 8)} ${pad(fmt(v.p95_ms, 2), 8)} ${pad(fmt(v.rps, 1), 8)}  | ${pad(fmt(v.server_ms_p50, 0), 6)} ${pad(fmt(v.d1_queries, 0), 5)} ${pad(fmt(v.d1_rows_read, 0), 8)} ${pad(fmt(v.d1_rows_written, 0), 8)} ${pad(fmt(v.kie_calls, 0), 4)}  ${pad(`${v.d1_rows_read_min ?? '-'}-${v.d1_rows_read_max ?? '-'}`, 10)}  ${pad(`${fmt(v.subrequests, 0)} (${v.subrequests_max ?? '-'})`, 12)}  ${pad(v.wasm_memory_bytes_max == null ? '-' : fmt(v.wasm_memory_bytes_max / 1048576, 1), 12)}`,
     );
   }
+  if (r.memory) line(`peak wasm memory over every invocation of the run: ${fmt(r.memory.peak_wasm_memory_bytes / 1048576, 1)} MiB (${r.memory.lines} lines)`);
   line('create: callbacks are withheld during its phase, so the user\'s unfinished tasks grow with every request.');
   line('webhook: the replay carries Kie\'s HMAC headers (the stack requires them).');
   const logNote = Object.values(r.routes).filter((v) => v.log_lines < r.options.requests);
