@@ -1,6 +1,7 @@
 //! Typed configuration, built once per request from wrangler vars and secrets.
 //! A problem names the setting, never its value.
 
+use super::billing::{load_billing, BillingConfig};
 use super::model::MODELS;
 use serde::Serialize;
 
@@ -37,6 +38,8 @@ pub struct Config {
     /// Subrequests (fetches and D1/KV/R2 calls) one invocation may make:
     /// 50 on Cloudflare's Free plan, 10,000 by default on Paid.
     pub subrequest_budget: u32,
+    /// Buying credits (Stripe); `None` when it is not configured.
+    pub billing: Option<BillingConfig>,
 }
 
 /// Secrets that must be present for the service to work.
@@ -127,6 +130,10 @@ impl Config {
         let input_url_ttl_s = number("INPUT_URL_TTL_SECONDS", 3 * 86_400, 600, 30 * 86_400) as i64;
         let result_url_ttl_s = number("RESULT_URL_TTL_SECONDS", 7 * 86_400, 600, 365 * 86_400) as i64;
         let subrequest_budget = number("SUBREQUEST_BUDGET", 50, 30, 10_000_000) as u32;
+        let (billing, billing_problems) = load_billing(&value, &|url| origin_problem(url, production));
+        for (name, what) in billing_problems {
+            problem(name, &what);
+        }
 
         if !problems.is_empty() {
             return Err(problems);
@@ -153,6 +160,7 @@ impl Config {
             input_url_ttl_s,
             result_url_ttl_s,
             subrequest_budget,
+            billing,
         })
     }
 

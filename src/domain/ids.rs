@@ -66,6 +66,11 @@ opaque_id!(
     UserId,
     "usr"
 );
+opaque_id!(
+    /// A purchase of credits (`ord_…`); also Stripe's Idempotency-Key for its Checkout Session.
+    OrderId,
+    "ord"
+);
 
 /// Kie's id for a task (32 hex characters in practice; we accept any short
 /// token of safe characters, since the docs disagree on the format).

@@ -1,6 +1,7 @@
 //! The pure core: no I/O, no `worker` types; time and randomness come in as
 //! arguments. Tested natively with `cargo test`.
 
+pub mod billing;
 pub mod config;
 pub mod error;
 pub mod ids;
@@ -9,6 +10,7 @@ pub mod kie;
 pub mod model;
 pub mod query;
 pub mod signature;
+pub mod stripe;
 pub mod task;
 pub mod time;
 pub mod urls;
