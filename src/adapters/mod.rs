@@ -12,3 +12,4 @@ pub mod outbound;
 pub mod settings;
 pub mod store;
 pub mod streams;
+pub mod stripe;

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use worker::{Request, Response};
 
 pub fn user_view(u: &User) -> Value {
-    json!({ "id": u.id, "name": u.name, "credits": u.credits, "created_at": rfc3339(u.created_at) })
+    json!({ "id": u.id, "name": u.name, "credits": u.credits, "owed": u.owed, "created_at": rfc3339(u.created_at) })
 }
 
 pub async fn me(ctx: &Ctx, req: Request) -> AppResult<Response> {

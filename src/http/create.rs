@@ -61,6 +61,7 @@ pub async fn create(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let pipeline = ctx.pipeline()?;
     let db = &pipeline.db;
     let user = auth::user(ctx, &req, db).await?;
+    super::billing::ensure_not_owing(&user)?;
     let idempotency_key = req.headers().get("Idempotency-Key").ok().flatten().map(|k| IdempotencyKey::parse(&k)).transpose()?;
     count_against_rate_limit(db, &user, &cfg).await?;
     let intake = read_intake(ctx, &req, &cfg).await?;

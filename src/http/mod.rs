@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod auth;
+mod billing;
 mod create;
 pub mod ctx;
 mod extract;
@@ -12,6 +13,7 @@ mod health;
 mod models;
 mod page;
 mod routes;
+mod stripe_webhook;
 mod tasks;
 mod webhook;
 

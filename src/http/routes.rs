@@ -3,7 +3,7 @@
 //! the rest of the path.
 
 use super::ctx::Ctx;
-use super::{account, admin, create, files, health, models, page, tasks, webhook};
+use super::{account, admin, billing, create, files, health, models, page, stripe_webhook, tasks, webhook};
 use crate::domain::error::AppResult;
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +49,10 @@ pub static ROUTES: &[Route] = &[
     route!(Get "/api/me/ledger", "me.ledger", account::ledger),
     route!(Post "/api/webhooks/kie-image", "webhook", webhook::receive),
     route!(Post "/webhooks/kie-image", "webhook", webhook::receive),
+    route!(Get "/api/billing/packs", "billing.packs", billing::packs),
+    route!(Post "/api/billing/checkout", "billing.checkout", billing::checkout),
+    route!(Get "/api/billing/orders", "billing.orders", billing::list),
+    route!(Post "/api/webhooks/stripe", "webhook.stripe", stripe_webhook::receive),
     route!(Get "/files/*key", "files", files::serve),
     route!(Head "/files/*key", "files", files::serve),
     route!(Post "/api/admin/users", "admin.users.create", admin::users::create),
@@ -59,6 +63,8 @@ pub static ROUTES: &[Route] = &[
     route!(Post "/api/admin/users/:id/keys", "admin.users.keys", admin::users::rotate_key),
     route!(Get "/api/admin/tasks", "admin.tasks.list", admin::tasks::list),
     route!(Post "/api/admin/tasks/:id/recheck", "admin.tasks.recheck", admin::tasks::recheck),
+    route!(Get "/api/admin/orders", "admin.orders.list", admin::orders::list),
+    route!(Post "/api/admin/users/:id/clear-owed", "admin.users.clear_owed", admin::orders::clear_owed),
     route!(Get "/api/admin/diagnose", "admin.diagnose", admin::diagnose::run),
     route!(Get "/api/admin/audit", "admin.audit", admin::audit::list),
 ];

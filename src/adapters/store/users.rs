@@ -11,6 +11,9 @@ pub struct User {
     pub id: UserId,
     pub name: String,
     pub credits: i64,
+    /// Credits a refund or dispute could not take back (spent already); while
+    /// above zero the user cannot create. Every query of users selects it.
+    pub owed: i64,
     pub created_at: i64,
 }
 
@@ -28,7 +31,7 @@ pub struct LedgerEntry {
 
 pub async fn by_key(db: &Db, key_hash: &str) -> AppResult<Option<User>> {
     let stmt = db.stmt(
-        "SELECT u.id, u.name, u.credits, u.created_at FROM api_keys k JOIN users u ON u.id = k.user_id \
+        "SELECT u.id, u.name, u.credits, u.owed, u.created_at FROM api_keys k JOIN users u ON u.id = k.user_id \
          WHERE k.key_hash = ?1 AND k.revoked_at IS NULL",
         &[text(key_hash)],
     )?;
@@ -36,14 +39,14 @@ pub async fn by_key(db: &Db, key_hash: &str) -> AppResult<Option<User>> {
 }
 
 pub async fn by_id(db: &Db, id: &UserId) -> AppResult<Option<User>> {
-    let stmt = db.stmt("SELECT id, name, credits, created_at FROM users WHERE id = ?1", &[text(id.as_str())])?;
+    let stmt = db.stmt("SELECT id, name, credits, owed, created_at FROM users WHERE id = ?1", &[text(id.as_str())])?;
     db.first(stmt).await
 }
 
 pub async fn list(db: &Db, limit: u32, before: Option<(i64, String)>) -> AppResult<Vec<User>> {
     let (ts, id) = before.unwrap_or((i64::MAX / 2, "\u{10FFFF}".into()));
     let stmt = db.stmt(
-        "SELECT id, name, credits, created_at FROM users WHERE (created_at, id) < (?1, ?2) \
+        "SELECT id, name, credits, owed, created_at FROM users WHERE (created_at, id) < (?1, ?2) \
          ORDER BY created_at DESC, id DESC LIMIT ?3",
         &[num(ts), text(&id), num(i64::from(limit))],
     )?;

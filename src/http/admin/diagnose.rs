@@ -14,6 +14,7 @@ use crate::adapters::kie::KieClient;
 use crate::adapters::outbound;
 use crate::adapters::settings::{read_config, setting};
 use crate::adapters::store::ops;
+use crate::adapters::stripe::StripeClient;
 use crate::build_info::{COMMIT, VERSION};
 use crate::domain::config::{Config, ConfigProblem, REQUIRED_SECRETS};
 use crate::domain::error::{AppError, AppResult};
@@ -69,6 +70,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> AppResult<Response> {
             let reaches_us = public_base_url(ctx, &mut r, cfg, &nonce).await;
             r2(ctx, &mut r, Some(cfg), reaches_us).await;
             kie(ctx, &mut r, cfg).await;
+            billing(ctx, &mut r, cfg).await;
         }
         Err(_) => {
             r2(ctx, &mut r, None, false).await;
@@ -252,6 +254,46 @@ async fn kie(ctx: &Ctx, r: &mut Report, cfg: &Config) {
     match client.credit().await {
         Ok(balance) => r.pass("kie key", format!("accepted by {}; account balance {} Kie credits", cfg.kie_api_base, json!(balance))),
         Err(why) => r.fail("kie key", format!("the free credit call to {} failed: {why}", cfg.kie_api_base)),
+    }
+}
+
+/// Buying credits: the Stripe key (the free balance call), the webhook
+/// secret, and where Checkout sends people back. Skipped when it is off.
+async fn billing(ctx: &Ctx, r: &mut Report, cfg: &Config) {
+    let Some(b) = &cfg.billing else {
+        for name in ["stripe key", "stripe webhook", "stripe return url"] {
+            r.skip(name, "buying credits is off: set STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET and CREDIT_PACKS to turn it on");
+        }
+        return;
+    };
+    let production = cfg.environment == "production";
+    let client = StripeClient { base: &b.api_base, secret_key: &b.secret_key, timeout_ms: 10_000, log: &ctx.log };
+    match client.check_key().await {
+        Ok(_) if production && b.test_mode() => {
+            r.fail("stripe key", "a test-mode key (sk_test_…) in production: no real payment can be taken; set the live key")
+        }
+        Ok(live) => r.pass(
+            "stripe key",
+            format!("accepted by {} ({} mode); {} pack(s) on sale", b.api_base, if live { "live" } else { "test" }, b.packs.len()),
+        ),
+        Err(why) => r.fail("stripe key", format!("the balance call to {} failed: {why}; check STRIPE_SECRET_KEY", b.api_base)),
+    }
+    let origin = ctx.public_origin(cfg);
+    r.pass(
+        "stripe webhook",
+        format!(
+            "STRIPE_WEBHOOK_SECRET is set; Stripe must send checkout.session.* and charge.refunded / charge.dispute.created events to {origin}/api/webhooks/stripe"
+        ),
+    );
+    match &cfg.public_base_url {
+        Some(base) if production && !base.starts_with("https://") => {
+            r.fail("stripe return url", format!("{base} is not https; Checkout needs https return URLs in production"))
+        }
+        Some(base) => r.pass("stripe return url", format!("Checkout returns people to {base}/?checkout=success|cancel")),
+        None if production => {
+            r.fail("stripe return url", "PUBLIC_BASE_URL is not set: Checkout would return people to whatever origin a request came from")
+        }
+        None => r.skip("stripe return url", "PUBLIC_BASE_URL is not set: Checkout returns people to the origin of the checkout request"),
     }
 }
 

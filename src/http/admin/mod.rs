@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod diagnose;
+pub mod orders;
 pub mod tasks;
 pub mod users;
 
