@@ -27,9 +27,13 @@ fn main() {
 
     // Web assets: (name, bytes, content type, etag).
     let mut table = String::from("pub static ASSETS: &[(&str, &[u8], &str, &str)] = &[\n");
-    for (name, content_type) in
-        [("index.html", "text/html; charset=utf-8"), ("app.js", "text/javascript; charset=utf-8"), ("app.css", "text/css; charset=utf-8")]
-    {
+    for (name, content_type) in [
+        ("index.html", "text/html; charset=utf-8"),
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+        ("billing.js", "text/javascript; charset=utf-8"),
+        ("billing.css", "text/css; charset=utf-8"),
+    ] {
         let path = Path::new("web").join(name);
         println!("cargo:rerun-if-changed={}", path.display());
         let bytes = fs::read(&path).unwrap_or_default();

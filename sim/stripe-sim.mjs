@@ -58,6 +58,9 @@ export async function startStripeSim({ port = 0, host = '127.0.0.1', apiKey, web
     idempotency: new Map(), // key -> { paramsText, status, body }
     fail: null, // null | HTTP status to answer | 'hang'
     delayMs: 0,
+    webhookUrl,
+    webhookDelayMs: 0, // deliver the "Pay" page's event this long after sending the person back
+    deliveries: [], // { type, status } of each event the "Pay" page sent
   };
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://standin');
@@ -156,7 +159,13 @@ export async function startStripeSim({ port = 0, host = '127.0.0.1', apiKey, web
 <form method="post"><button name="pay" value="1" data-testid="standin-pay">Pay</button> <a href="${s.cancel_url}" data-testid="standin-cancel">Cancel</a></form>`);
     }
     const event = makeEvent('checkout.session.completed', completedSession(id, 'paid'));
-    if (webhookUrl && webhookSecret) await deliver(webhookUrl, webhookSecret, event);
+    const send = async () => {
+      if (!state.webhookUrl || !webhookSecret) return;
+      const r = await deliver(state.webhookUrl, webhookSecret, event).catch((e) => ({ status: String(e) }));
+      state.deliveries.push({ type: event.type, status: r.status });
+    };
+    if (state.webhookDelayMs) setTimeout(send, state.webhookDelayMs);
+    else await send();
     res.writeHead(303, { location: s.success_url });
     res.end();
   }
@@ -178,9 +187,11 @@ export async function startStripeSim({ port = 0, host = '127.0.0.1', apiKey, web
   const self = {
     url: '',
     state,
-    configure({ fail, delayMs } = {}) {
+    configure({ fail, delayMs, webhookUrl: hook, webhookDelayMs } = {}) {
       if (fail !== undefined) state.fail = fail;
       if (delayMs !== undefined) state.delayMs = delayMs;
+      if (hook !== undefined) state.webhookUrl = hook;
+      if (webhookDelayMs !== undefined) state.webhookDelayMs = webhookDelayMs;
     },
     completedSession,
     charge,

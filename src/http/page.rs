@@ -9,7 +9,7 @@ include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data: https: http:; \
     connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-/// `GET /`, `/index.html`, `/app.js`, `/app.css`.
+/// `GET /`, `/index.html` and the page's assets (`/app.js`, `/app.css`, `/billing.js`, `/billing.css`).
 pub async fn serve(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let name = match ctx.path.trim_start_matches('/') {
         "" => "index.html",

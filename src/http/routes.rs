@@ -40,6 +40,8 @@ pub static ROUTES: &[Route] = &[
     route!(Get "/index.html", "page", page::serve),
     route!(Get "/app.js", "page", page::serve),
     route!(Get "/app.css", "page", page::serve),
+    route!(Get "/billing.js", "page", page::serve),
+    route!(Get "/billing.css", "page", page::serve),
     route!(Get "/api/health", "health", health::get),
     route!(Get "/api/models", "models", models::list),
     route!(Post "/api/create/ai-image", "create", create::create),
