@@ -95,6 +95,9 @@ pub enum StripeAction {
     Refunded { payment_intent: String, charge_id: String, amount_refunded: i64, refund_id: Option<String> },
     /// `charge.dispute.created` or `charge.dispute.funds_withdrawn` (keyed by the dispute).
     Disputed { payment_intent: String, dispute_id: String, amount: i64 },
+    /// A type we act on without a field we need (a charge not made through
+    /// a PaymentIntent, say): answered 200 and remembered, logged, nothing changes.
+    Unusable(&'static str),
     /// Anything else: answered 200 and remembered, nothing changes.
     Ignored,
 }
@@ -140,18 +143,25 @@ fn whole(v: Option<&Value>) -> Option<i64> {
 }
 
 /// Parses a verified event body. `None` when it is not an event at all (no
-/// id or type, or a type we act on without the fields we need).
+/// `evt_` id or no type).
 pub fn parse_event(body: &[u8]) -> Option<StripeEvent> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let id = stripe_id(v.get("id")).filter(|id| id.starts_with("evt_"))?;
     let kind = v.get("type")?.as_str()?.to_string();
     let livemode = v.get("livemode").and_then(Value::as_bool).unwrap_or(false);
     let object = v.pointer("/data/object").unwrap_or(&Value::Null);
+    let action = action(&kind, object);
+    Some(StripeEvent { id, kind, livemode, action })
+}
+
+/// What an event of type `kind` about `object` asks of us.
+fn action(kind: &str, object: &Value) -> StripeAction {
     let field = |name: &str| object.get(name);
     let session_id = || stripe_id(field("id")).filter(|s| s.starts_with("cs_"));
-    let action = match kind.as_str() {
+    let unusable = StripeAction::Unusable;
+    match kind {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
-            let session_id = session_id()?;
+            let Some(session_id) = session_id() else { return unusable("no checkout session id") };
             let payment_intent = stripe_id(field("payment_intent"));
             let paid =
                 kind == "checkout.session.async_payment_succeeded" || field("payment_status").and_then(Value::as_str) == Some("paid");
@@ -166,26 +176,30 @@ pub fn parse_event(body: &[u8]) -> Option<StripeEvent> {
                 StripeAction::Processing { session_id, payment_intent }
             }
         }
-        "checkout.session.async_payment_failed" => StripeAction::Closed { session_id: session_id()?, why: CloseReason::PaymentFailed },
-        "checkout.session.expired" => StripeAction::Closed { session_id: session_id()?, why: CloseReason::Expired },
+        "checkout.session.async_payment_failed" | "checkout.session.expired" => {
+            let Some(session_id) = session_id() else { return unusable("no checkout session id") };
+            let why = if kind == "checkout.session.expired" { CloseReason::Expired } else { CloseReason::PaymentFailed };
+            StripeAction::Closed { session_id, why }
+        }
         "charge.refunded" => {
             // The newest refund, when the event carries the list (older API versions do).
             let refund_id = object.pointer("/refunds/data/0/id").and_then(|r| stripe_id(Some(r)));
-            StripeAction::Refunded {
-                payment_intent: stripe_id(field("payment_intent"))?,
-                charge_id: stripe_id(field("id"))?,
-                amount_refunded: whole(field("amount_refunded"))?,
-                refund_id,
+            match (stripe_id(field("payment_intent")), stripe_id(field("id")), whole(field("amount_refunded"))) {
+                (Some(payment_intent), Some(charge_id), Some(amount_refunded)) => {
+                    StripeAction::Refunded { payment_intent, charge_id, amount_refunded, refund_id }
+                }
+                _ => unusable("a charge without payment_intent, id or amount_refunded"),
             }
         }
-        "charge.dispute.created" | "charge.dispute.funds_withdrawn" => StripeAction::Disputed {
-            payment_intent: stripe_id(field("payment_intent"))?,
-            dispute_id: stripe_id(field("id")).filter(|d| d.starts_with("dp_") || d.starts_with("du_"))?,
-            amount: whole(field("amount"))?,
-        },
+        "charge.dispute.created" | "charge.dispute.funds_withdrawn" => {
+            let dispute_id = stripe_id(field("id")).filter(|d| d.starts_with("dp_") || d.starts_with("du_"));
+            match (stripe_id(field("payment_intent")), dispute_id, whole(field("amount"))) {
+                (Some(payment_intent), Some(dispute_id), Some(amount)) => StripeAction::Disputed { payment_intent, dispute_id, amount },
+                _ => unusable("a dispute without payment_intent, id or amount"),
+            }
+        }
         _ => StripeAction::Ignored,
-    };
-    Some(StripeEvent { id, kind, livemode, action })
+    }
 }
 
 /// What Checkout needs to know about one purchase.
@@ -392,8 +406,11 @@ mod tests {
             parse_event(&expired).unwrap().action,
             StripeAction::Closed { session_id: "cs_test_a1".into(), why: CloseReason::Expired }
         );
-        // A session event without a session id is not an event we can act on.
-        assert_eq!(parse_event(&event("checkout.session.completed", serde_json::json!({ "payment_status": "paid" }))), None);
+        // A session event without a session id is one we cannot act on.
+        assert!(matches!(
+            parse_event(&event("checkout.session.completed", serde_json::json!({ "payment_status": "paid" }))).unwrap().action,
+            StripeAction::Unusable(_)
+        ));
     }
 
     #[test]
@@ -419,7 +436,9 @@ mod tests {
             StripeAction::Disputed { payment_intent: "pi_1".into(), dispute_id: "dp_1".into(), amount: 500 }
         );
         let negative = event("charge.refunded", serde_json::json!({ "id": "ch_1", "payment_intent": "pi_1", "amount_refunded": -1 }));
-        assert_eq!(parse_event(&negative), None);
+        assert!(matches!(parse_event(&negative).unwrap().action, StripeAction::Unusable(_)));
+        let legacy = event("charge.refunded", serde_json::json!({ "id": "ch_1", "payment_intent": null, "amount_refunded": 100 }));
+        assert!(matches!(parse_event(&legacy).unwrap().action, StripeAction::Unusable(_)));
     }
 
     #[test]

@@ -115,7 +115,6 @@ async fn chosen_pack<'a>(req: &Request, billing: &'a BillingConfig) -> AppResult
 /// Asks Stripe for the order's Checkout Session and records it; on any
 /// failure the order fails (nothing was granted, nothing can be paid).
 async fn create_session(ctx: &Ctx, cfg: &Config, billing: &BillingConfig, db: &Db, order: Order) -> AppResult<Order> {
-    let now = now_ms();
     let form = checkout_form(&CheckoutRequest {
         order_id: order.id.as_str(),
         user_id: order.user_id.as_str(),
@@ -123,12 +122,14 @@ async fn create_session(ctx: &Ctx, cfg: &Config, billing: &BillingConfig, db: &D
         amount: order.amount,
         currency: &order.currency,
         return_origin: &ctx.public_origin(cfg),
-        expires_at_s: now / 1000 + CHECKOUT_TTL_S,
+        // From the order, not the clock: a request that takes over a silent
+        // one sends the very same parameters with the same Idempotency-Key.
+        expires_at_s: order.created_at / 1000 + CHECKOUT_TTL_S,
     });
     let client = StripeClient { base: &billing.api_base, secret_key: &billing.secret_key, timeout_ms: STRIPE_TIMEOUT_MS, log: &ctx.log };
     match client.create_checkout_session(&form, order.id.as_str()).await {
         StripeOutcome::Ok(session) => {
-            let expires_at = session.expires_at_s.map_or(now + CHECKOUT_TTL_S * 1000, |s| s * 1000);
+            let expires_at = session.expires_at_s.map_or(order.created_at + CHECKOUT_TTL_S * 1000, |s| s * 1000);
             orders::mark_open(db, &order.id, &session.id, &session.url, expires_at, now_ms()).await?;
             // Ours, or the same session stored by a request that took our lease over.
             orders::by_id(db, &order.id).await?.ok_or_else(|| AppError::internal("order vanished"))

@@ -32,8 +32,8 @@ pub async fn receive(ctx: &Ctx, req: Request) -> AppResult<Response> {
         );
     }
     let Some(event) = parse_event(&body) else {
-        ctx.log.warn("stripe.rejected", "Stripe webhook refused: not an event we can read", json!({ "reason": "unreadable event" }));
-        return Err(AppError::invalid_request("The body is not a Stripe event with the fields its type needs."));
+        ctx.log.warn("stripe.rejected", "Stripe webhook refused: not an event", json!({ "reason": "no evt_ id or type" }));
+        return Err(AppError::invalid_request("The body is not a Stripe event."));
     };
     ctx.log.set("stripe_event_id", &event.id);
     let db = ctx.db()?;
@@ -102,6 +102,10 @@ async fn apply(ctx: &Ctx, db: &Db, event: &StripeEvent) -> AppResult<&'static st
             let key = format!("dispute:{dispute_id}");
             let r = ReversalRequest { kind: ReversalKind::Dispute, key: &key, stripe_id: dispute_id, money: *amount };
             reverse(ctx, db, event, &order, &r, now).await
+        }
+        StripeAction::Unusable(why) => {
+            ctx.log.warn("billing.unusable_event", "a Stripe event without a field it needs; nothing changed", json!({ "why": why }));
+            Ok(if orders::remember_event(db, event, None, now).await? { "unusable" } else { "replayed" })
         }
         StripeAction::Ignored => Ok(if orders::remember_event(db, event, None, now).await? { "ignored" } else { "replayed" }),
     }

@@ -379,6 +379,10 @@ test('events Stripe sends about things we do not know answer 200 and change noth
   assert.equal((await me(u.key)).credits, 0);
   const stranger = makeEvent('charge.refunded', { id: 'ch_stranger', payment_intent: 'pi_stranger', amount: 100, amount_refunded: 100 });
   assert.equal((await send(stranger)).body.outcome, 'unknown_payment');
+  const legacy = makeEvent('charge.refunded', { id: 'ch_legacy', object: 'charge', payment_intent: null, amount: 100, amount_refunded: 100 });
+  const unusable = await send(legacy);
+  assert.equal(unusable.status, 200, 'a signed event we cannot use is not retried forever');
+  assert.equal(unusable.body.outcome, 'unusable');
   const unknown = makeEvent('customer.created', { id: 'cus_1', object: 'customer' });
   assert.equal((await send(unknown)).body.outcome, 'ignored');
   assert.equal((await send(unknown)).body.outcome, 'replayed');

@@ -23,6 +23,9 @@ use crate::domain::stripe::StripeEvent;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
+/// A pending order older than this, whose lease ran out, is failed as abandoned.
+const ABANDONED_AFTER_MS: i64 = 10 * 60 * 1000;
+
 const ORDER_COLUMNS: &str = "id, user_id, pack_id, credits, amount, currency, state, checkout_session_id, checkout_url, \
     payment_intent_id, failure, expires_at, lease_until, refunded_amount, disputed_amount, reversed_credits, refund_credits, \
     owed, owed_cleared, created_at, updated_at, paid_at, closed_at";
@@ -84,8 +87,18 @@ pub async fn open_or_create(db: &Db, new: &NewOrder<'_>, now: i64, reuse_margin_
         "user_id = ?1 AND pack_id = ?2 AND state = 'open' AND expires_at < ?3 + ?4",
         &mut expire_args,
     );
+    // A pending order whose session was never recorded (its requests died) is
+    // given up after a while: nobody ever saw its Checkout URL.
+    let mut abandon_args = vec![user.clone(), text(new.pack_id), num(now), num(ABANDONED_AFTER_MS)];
+    let abandon = transition_sql(
+        OrderTransition { from: &[OrderState::Pending], to: OrderState::Failed },
+        "failure = 'abandoned', closed_at = ?3, updated_at = ?3, lease_until = NULL",
+        "user_id = ?1 AND pack_id = ?2 AND lease_until < ?3 AND created_at < ?3 - ?4",
+        &mut abandon_args,
+    );
     db.batch(vec![
         db.stmt(&expire, &expire_args)?,
+        db.stmt(&abandon, &abandon_args)?,
         db.stmt(
             "INSERT INTO orders (id, user_id, pack_id, credits, amount, currency, state, lease_until, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7 + ?8, ?7, ?7) ON CONFLICT DO NOTHING",
