@@ -39,6 +39,7 @@ export function parseToml(text) {
     let m;
     if ((m = line.match(/^\[\[([^\]]+)\]\]$/))) cur = at(m[1].split('.').map((s) => s.trim()), true);
     else if ((m = line.match(/^\[([^\]]+)\]$/))) cur = at(m[1].split('.').map((s) => s.trim()), false);
+    else if ((m = line.match(/^([A-Za-z0-9_-]+)\s*=\s*'([^']*)'\s*$/))) cur[m[1]] = m[2]; // a literal string, as written
     else if ((m = line.match(/^([A-Za-z0-9_-]+)\s*=\s*(.+)$/))) cur[m[1]] = JSON.parse(m[2].replace(/'/g, '"'));
   }
   return root;
@@ -62,8 +63,12 @@ export function configProblems(config, env) {
   return problems;
 }
 
-export function missingSecrets(names) {
-  return REQUIRED_SECRETS.filter((s) => !names.includes(s));
+// Buying credits needs all three settings or none (a partial set is a config_error for every request).
+const BILLING_SECRETS = ['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET'];
+
+export function missingSecrets(names, vars = {}) {
+  const billing = vars.CREDIT_PACKS || BILLING_SECRETS.some((s) => names.includes(s));
+  return [...REQUIRED_SECRETS, ...(billing ? BILLING_SECRETS : [])].filter((s) => !names.includes(s));
 }
 
 function wrangler(args, opts = {}) {
@@ -98,8 +103,10 @@ async function main() {
   } catch {
     fail([`unexpected answer from wrangler secret list: ${listed.stdout.slice(0, 200)}`]);
   }
-  const missing = missingSecrets(names);
+  const vars = config.env[env].vars || {};
+  const missing = missingSecrets(names, vars);
   if (missing.length) fail(missing.map((m) => `secret ${m} is not set for env ${env}: run \`npx wrangler secret put ${m} --env ${env}\``));
+  if (BILLING_SECRETS.some((s) => names.includes(s)) && !vars.CREDIT_PACKS) fail([`the Stripe secrets are set for env ${env} but [env.${env}.vars] has no CREDIT_PACKS (buying credits needs all three)`]);
   if (!names.includes('KIE_WEBHOOK_HMAC_KEY')) console.warn(`note: KIE_WEBHOOK_HMAC_KEY is not set for env ${env}; callbacks are authenticated by their per-task token only`);
 
   const base = config.env[env].vars.PUBLIC_BASE_URL;

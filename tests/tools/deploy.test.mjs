@@ -75,3 +75,19 @@ test('wrangler itself accepts the production section (deploy --dry-run, offline)
   for (const binding of ['env.DB', 'env.CACHE', 'env.FILES', 'env.ENVIRONMENT ("production")']) assert.ok(r.stdout.includes(binding), binding);
   assert.match(r.stdout, /Total Upload: [\d.]+ KiB \/ gzip: [\d.]+ KiB/);
 });
+
+test('buying credits is all or nothing: CREDIT_PACKS without the Stripe secrets (or the reverse) is refused', () => {
+  const packs = `CREDIT_PACKS = '[{"id":"starter","credits":100,"amount":500,"currency":"usd"}]'`;
+  const withPacks = ready.replace('ENVIRONMENT = "production"', `ENVIRONMENT = "production"\n${packs}`);
+  assert.deepEqual(JSON.parse(parseToml(withPacks).env.production.vars.CREDIT_PACKS)[0].id, 'starter', 'a TOML literal string is read as written');
+  let r = run(['--env', 'production', '--dry-run'], { toml: withPacks });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /secret STRIPE_SECRET_KEY is not set for env production/);
+  assert.match(r.stderr, /STRIPE_WEBHOOK_SECRET/);
+  const all = ['KIEAI_APIKEY', 'ADMIN_TOKEN', 'FILE_URL_SECRET', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET'];
+  r = run(['--env', 'production', '--dry-run'], { secrets: all });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /no CREDIT_PACKS/);
+  r = run(['--env', 'production', '--dry-run'], { toml: withPacks, secrets: all });
+  assert.equal(r.status, 0, r.stderr);
+});
