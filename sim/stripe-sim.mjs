@@ -59,7 +59,8 @@ export async function startStripeSim({ port = 0, host = '127.0.0.1', apiKey, web
     fail: null, // null | HTTP status to answer | 'hang'
     delayMs: 0,
     webhookUrl,
-    webhookDelayMs: 0, // deliver the "Pay" page's event this long after sending the person back
+    holdWebhooks: false, // keep the "Pay" page's events until release() (Stripe's webhook arriving after the person is back)
+    held: [],
     deliveries: [], // { type, status } of each event the "Pay" page sent
   };
   const server = http.createServer(async (req, res) => {
@@ -164,7 +165,7 @@ export async function startStripeSim({ port = 0, host = '127.0.0.1', apiKey, web
       const r = await deliver(state.webhookUrl, webhookSecret, event).catch((e) => ({ status: String(e) }));
       state.deliveries.push({ type: event.type, status: r.status });
     };
-    if (state.webhookDelayMs) setTimeout(send, state.webhookDelayMs);
+    if (state.holdWebhooks) state.held.push(send);
     else await send();
     res.writeHead(303, { location: s.success_url });
     res.end();
@@ -187,11 +188,17 @@ export async function startStripeSim({ port = 0, host = '127.0.0.1', apiKey, web
   const self = {
     url: '',
     state,
-    configure({ fail, delayMs, webhookUrl: hook, webhookDelayMs } = {}) {
+    configure({ fail, delayMs, webhookUrl: hook, holdWebhooks } = {}) {
       if (fail !== undefined) state.fail = fail;
       if (delayMs !== undefined) state.delayMs = delayMs;
       if (hook !== undefined) state.webhookUrl = hook;
-      if (webhookDelayMs !== undefined) state.webhookDelayMs = webhookDelayMs;
+      if (holdWebhooks !== undefined) state.holdWebhooks = holdWebhooks;
+    },
+    /** Sends the held webhook events now. */
+    async release() {
+      const held = state.held.splice(0);
+      for (const send of held) await send();
+      return held.length;
     },
     completedSession,
     charge,

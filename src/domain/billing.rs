@@ -274,13 +274,6 @@ impl Order {
         }
         v
     }
-
-    /// Whether this open order can be offered again at `now_ms`.
-    pub fn reusable(&self, now_ms: i64) -> bool {
-        self.state == OrderState::Open
-            && self.checkout_url.is_some()
-            && self.expires_at.is_some_and(|e| e - now_ms >= REUSE_MARGIN_S * 1000)
-    }
 }
 
 /// What a refund or dispute takes back.
@@ -455,9 +448,6 @@ mod tests {
         assert_eq!(o.view(true)["payment_intent_id"], "pi_1");
         o.state = OrderState::Open;
         assert_eq!(o.view(false)["url"], "https://checkout.stripe.com/x");
-        o.expires_at = Some(10_000_000);
-        assert!(o.reusable(10_000_000 - REUSE_MARGIN_S * 1000));
-        assert!(!o.reusable(10_000_000 - REUSE_MARGIN_S * 1000 + 1));
         assert_eq!(OrderState::parse_filter(Some("nope")).unwrap_err().status(), 422);
         assert_eq!(OrderState::parse_filter(Some("paid")).unwrap(), Some(OrderState::Paid));
     }

@@ -1,6 +1,6 @@
 // Buying credits on the page, in a real browser (Chromium through
 // playwright-core): the packs, "Buy credits" to the Stripe stand-in's checkout
-// and back, "payment received" while the webhook is on its way (the page polls
+// and back, "payment received" while the webhook is held back (the page polls
 // /api/me), the credits and the paid order appearing when it lands; and a
 // cancelled checkout offering to continue.
 import { test, before, after } from 'node:test';
@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { startStack, requireBuild, ledgerInvariant, ROOT } from './harness.mjs';
+import { startStack, requireBuild, ledgerInvariant, waitFor, ROOT } from './harness.mjs';
 import { startStripeSim } from '../../sim/stripe-sim.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -73,17 +73,20 @@ test('buy credits: packs, checkout and back, payment received, credits and the p
   assert.equal(new URL(page.url()).search, '', 'the return parameters are taken off the address');
 
   // Pay: Stripe sends the person back before its webhook lands.
-  stripeSim.configure({ webhookDelayMs: 2500 });
+  stripeSim.configure({ holdWebhooks: true });
   await byId('buy-small').click();
   await page.waitForURL(/\/c\/pay\/cs_test_/);
   await byId('standin-pay').click();
   await page.waitForURL((u) => u.origin === stack.url);
+  const returned = Date.now();
   await byId('billing-status').filter({ hasText: /^Payment received/ }).waitFor();
   assert.equal(await byId('credits').textContent(), '0 credits', 'no credits before Stripe confirms');
   await page.screenshot({ path: path.join(SHOTS, 'billing-payment-received.png'), fullPage: true });
+  // The page keeps polling /api/me; now Stripe's webhook lands.
+  await waitFor(() => stack.logs.some((l) => l.event === 'http.request' && l.path === '/api/me' && l.user_id === user.id && Date.parse(l.ts) > returned), { what: 'a poll of /api/me after the return' });
+  assert.equal(await stripeSim.release(), 1);
   await byId('billing-status').filter({ hasText: '10 credits added. Balance: 10 credits.' }).waitFor({ timeout: 30000 });
   await byId('credits').filter({ hasText: /^10 credits$/ }).waitFor();
-  assert.ok(stack.logs.some((l) => l.event === 'http.request' && l.path === '/api/me' && l.user_id === user.id), 'the page polled /api/me');
   const paidRow = page.locator('[data-testid="order-row"][data-state="paid"]');
   await paidRow.waitFor();
   assert.match(await paidRow.textContent(), /10 credits.*\$5\.00.*Paid/);

@@ -323,6 +323,7 @@ test('a dispute takes the disputed credits back once (created and funds_withdraw
   await send(completed(id));
   const t = await s.api('POST', '/api/create/ai-image', { key: u.key, json: { model: 'nano-banana', prompt: 'before the dispute' } });
   assert.equal(t.status, 202);
+  assert.equal((await s.waitTerminal(u.key, t.body.task.id)).state, 'succeeded');
   assert.equal((await me(u.key)).credits, 8);
   const pi = sessionOf(id).pi;
   const dispute = { id: 'dp_test_1', object: 'dispute', amount: 500, currency: 'usd', charge: sessionOf(id).charge, payment_intent: pi, reason: 'fraudulent', status: 'needs_response' };
