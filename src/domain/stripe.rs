@@ -429,6 +429,9 @@ mod tests {
                 refund_id: Some("re_2".into())
             }
         );
+        // Newer API versions do not list the refunds on the charge.
+        let bare = event("charge.refunded", serde_json::json!({ "id": "ch_1", "payment_intent": "pi_1", "amount_refunded": 500 }));
+        assert!(matches!(parse_event(&bare).unwrap().action, StripeAction::Refunded { refund_id: None, amount_refunded: 500, .. }));
         let dispute =
             event("charge.dispute.created", serde_json::json!({ "id": "dp_1", "charge": "ch_1", "payment_intent": "pi_1", "amount": 500 }));
         assert_eq!(
