@@ -297,8 +297,7 @@ async function main() {
     report.total_s = round((Date.now() - started) / 1000, 1);
   } finally {
     // Not stack.close(): that also writes the whole request log to test-artifacts/logs.
-    await stack.mf.dispose().catch(() => {});
-    await stack.sim.close().catch(() => {});
+    await stack.stop();
   }
   return report;
 }
