@@ -183,7 +183,6 @@ export async function startStack(opts = {}) {
     ENVIRONMENT: 'test',
     KIE_API_BASE: sim.url,
     PUBLIC_BASE_URL: opts.callbacks === false ? undefined : url,
-    KIE_TIMEOUT_MS: '3000',
     ...SECRETS,
     ...(opts.hmac ? { KIE_WEBHOOK_HMAC_KEY: HMAC_KEY } : {}),
     ...(opts.vars || {}),
