@@ -14,6 +14,7 @@
 //   - D1 is migrated by wrangler's own command, in a child process, into a
 //     temporary directory; each stack's Miniflare opens its own copy of it;
 //   - sql() goes through a small helper Worker bound to the same database;
+//   - every fetch from a test process uses a fresh connection (see below);
 //   - cron() is Miniflare's /cdn-cgi/handler/scheduled trigger.
 
 import { Miniflare } from 'miniflare';
@@ -27,6 +28,18 @@ import { startKieSim, makePng, makeJpeg } from '../../sim/kie-sim.mjs';
 import { parseToml } from '../../scripts/deploy.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+// Every request from a test process opens its own connection. Kept-alive
+// connections race with the server's idle close (workerd drops an idle one
+// after 5 s; undici keeps it for 4 s, by a timer a busy machine runs late):
+// a request written to a connection the server has just closed fails with
+// "other side closed" or ECONNRESET before the Worker ever sees it.
+const nodeFetch = globalThis.fetch;
+globalThis.fetch = function fetch(input, init = {}) {
+  const headers = new Headers(init.headers ?? (input instanceof Request ? input.headers : undefined));
+  if (!headers.has('connection')) headers.set('connection', 'close');
+  return nodeFetch(input, { ...init, headers });
+};
 export { makePng, makeJpeg };
 
 // Known secret values: the secrets test asserts none of them ever appears in a
@@ -138,8 +151,8 @@ function migratedTemplate() {
   return migrated;
 }
 
-// Bound to the stack's database next to the Worker, reached through
-// Miniflare's dispatchFetch: direct reads for invariants, over async HTTP.
+// Bound to the stack's database next to the Worker, on a socket of its own:
+// direct reads for invariants, over async HTTP.
 const SQL_WORKER = `
 export default {
   async fetch(request, env) {
@@ -154,9 +167,27 @@ export default {
   },
 };
 `;
-const SQL_HOST = 'harness-sql.internal';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * fetch, with the reason in the message when no response came (undici only
+ * says "fetch failed"). A request that may safely be sent again (a read, or a
+ * create with an Idempotency-Key) is, when no response came: a workerd starved
+ * of CPU drops a connection whose request it has not read within 15 s.
+ */
+async function request(what, doFetch, { resend = false } = {}) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await doFetch();
+    } catch (e) {
+      if (resend && attempt < 3) continue;
+      const c = e?.cause;
+      throw new Error(`${what}: ${e?.message}${c ? ` (${[c.code, c.message].filter(Boolean).join(': ')})` : ''}`, { cause: e });
+    }
+  }
+}
+const safeToResend = (method, headers) => ['GET', 'HEAD', 'OPTIONS'].includes(method) || Object.keys(headers).some((k) => k.toLowerCase() === 'idempotency-key');
 
 export async function waitFor(fn, { timeoutMs = 15000, intervalMs = 100, what = 'condition' } = {}) {
   const deadline = Date.now() + timeoutMs;
@@ -253,7 +284,7 @@ export async function startStack(opts = {}) {
         script: SQL_WORKER,
         compatibilityDate: '2026-04-20',
         d1Databases: { DB: d1Id },
-        routes: [`${SQL_HOST}/*`],
+        unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
       },
     ],
   });
@@ -278,6 +309,7 @@ export async function startStack(opts = {}) {
     }
   }
 
+  const sqlUrl = await mf.unsafeGetDirectURL('harness-sql');
   const responses = [];
   async function api(method, p, { key, json, form, headers = {}, body } = {}) {
     const h = { ...headers };
@@ -288,7 +320,7 @@ export async function startStack(opts = {}) {
       payload = typeof json === 'string' ? json : JSON.stringify(json);
     }
     if (form) payload = form;
-    const res = await fetch(url + p, { method, headers: h, body: payload });
+    const res = await request(`${method} ${p}`, () => fetch(url + p, { method, headers: h, body: payload }), { resend: safeToResend(method, h) });
     const text = await res.text();
     let parsed = null;
     try {
@@ -314,11 +346,14 @@ export async function startStack(opts = {}) {
   }
   /** Reads D1 directly (for invariants only, never to drive behaviour). */
   async function sql(query, ...params) {
-    const res = await mf.dispatchFetch(`http://${SQL_HOST}/sql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query, params }),
-    });
+    const res = await request(`sql ${query}`, () =>
+      fetch(new URL('/sql', sqlUrl), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query, params }),
+      }),
+      { resend: /^\s*(SELECT|EXPLAIN)\b/i.test(query) },
+    );
     const text = await res.text();
     let body;
     try {
@@ -331,7 +366,8 @@ export async function startStack(opts = {}) {
   }
   /** Runs the Worker's scheduled handler once, as the cron trigger would, and waits for it. */
   async function cron(pattern = '* * * * *') {
-    const res = await fetch(`${url}/cdn-cgi/handler/scheduled?cron=${encodeURIComponent(pattern)}`);
+    // Resent if no answer came: the cron tolerates running twice, as it must in production.
+    const res = await request('cron', () => fetch(`${url}/cdn-cgi/handler/scheduled?cron=${encodeURIComponent(pattern)}`), { resend: true });
     return { outcome: await res.text() };
   }
   let stopped = false;
