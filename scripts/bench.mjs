@@ -292,16 +292,10 @@ const RATIO_GOALS = { status: 1.0, callback: 1.0, static: 0.9 };
 
 /** Copies our rows into the reference Worker's D1 (same schema, same data). */
 async function copyRows(from, to, tables) {
-  const db = await to.mf.getD1Database('DB');
   for (const table of tables) {
-    const rows = await from.sql(`SELECT * FROM ${table}`);
-    for (let i = 0; i < rows.length; i += 50) {
-      await db.batch(
-        rows.slice(i, i + 50).map((r) => {
-          const cols = Object.keys(r);
-          return db.prepare(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((_, j) => `?${j + 1}`).join(', ')})`).bind(...cols.map((c) => r[c]));
-        }),
-      );
+    for (const r of await from.sql(`SELECT * FROM ${table}`)) {
+      const cols = Object.keys(r);
+      await to.sql(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((_, j) => `?${j + 1}`).join(', ')})`, ...cols.map((c) => r[c]));
     }
   }
 }
@@ -482,8 +476,7 @@ async function versusJs(stack, done, cbBody, callBackUrl, budgetEnd) {
     out.client_retries = leanRetries;
     return out;
   } finally {
-    await ref.mf.dispose().catch(() => {});
-    await ref.sim.close().catch(() => {});
+    await ref.stop().catch(() => {});
   }
 }
 
@@ -655,8 +648,7 @@ async function main() {
     report.total_s = round((Date.now() - started) / 1000, 1);
   } finally {
     // Not stack.close(): that also writes the whole request log to test-artifacts/logs.
-    await stack.mf.dispose().catch(() => {});
-    await stack.sim.close().catch(() => {});
+    await stack.stop();
   }
   return report;
 }
