@@ -278,6 +278,7 @@ export async function startStack(opts = {}) {
     // Where `wrangler ... --persist-to stateDir` keeps D1: the same file for the same id.
     d1Persist: path.join(stateDir, 'v3', 'd1'),
     unsafeTriggerHandlers: true, // /cdn-cgi/handler/scheduled, for cron()
+    ...(opts.inspectorPort ? { inspectorPort: opts.inspectorPort } : {}),
     handleRuntimeStdio(stdout, stderr) {
       pipe(stdout);
       pipe(stderr);
