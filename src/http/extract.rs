@@ -19,7 +19,7 @@ pub async fn read_body(req: &Request, max_bytes: u64) -> AppResult<Vec<u8>> {
     match check_length(req, max_bytes)? {
         // The runtime holds a body to its declared length: read it in one call.
         Some(_) => {
-            let buffer = settle(req.inner().array_buffer().map_err(|e| AppError::internal(format!("body: {e:?}")))?, Some(30_000))
+            let buffer = settle(req.inner().array_buffer().map_err(|e| AppError::internal(format!("body: {e:?}")))?, None)
                 .await
                 .map_err(body_error)?;
             Ok(Uint8Array::new(&buffer).to_vec())
