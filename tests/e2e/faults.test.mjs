@@ -68,6 +68,17 @@ test('429, then 455, then HTTP 500, garbage and a refused key: nothing lost, not
   assert.equal(unauth.status, 502);
   assert.ok(s.logs.some((l) => l.event === 'kie.rejected' && l.kie_code === 401));
 
+  // 501 (generation failed) and 505 (model disabled) are Kie's definite refusals, not lost answers.
+  for (const code of [501, 505]) {
+    s.sim.addFault({ endpoint: 'create', kind: `code_${code}`, times: 1 });
+    const refused = await create(u.key, `refused ${code}`);
+    assert.equal(refused.status, 502, refused.text);
+    const id = refused.body.error.details.task.id;
+    assert.deepEqual(await ledgerKinds(id), ['reserve', 'release']);
+    assert.ok(s.logs.some((l) => l.event === 'kie.rejected' && l.task_id === id && l.kie_code === code), `kie.rejected ${code}`);
+    assert.ok(!s.logs.some((l) => l.event === 'kie.ambiguous' && l.task_id === id), `${code} is not ambiguous`);
+  }
+
   const inv = await ledgerInvariant(s, u.id);
   assert.equal(inv.balance, 100 - 3 * 2, 'only the three finished tasks are paid for');
   assert.equal(inv.ledgerSum, inv.balance);
