@@ -2,14 +2,14 @@
 //! operator by the `ADMIN_TOKEN` secret.
 
 use super::ctx::Ctx;
+use super::request::Request;
 use crate::adapters::d1::Db;
 use crate::adapters::store::users::{self, User};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::signature::{api_key_hash, ct_eq};
-use worker::Request;
 
 fn bearer(req: &Request) -> Option<String> {
-    let value = req.headers().get("Authorization").ok().flatten()?;
+    let value = req.header("Authorization")?;
     let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?.trim();
     (!token.is_empty() && token.len() <= 256).then(|| token.to_string())
 }

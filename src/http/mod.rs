@@ -11,6 +11,7 @@ mod files;
 mod health;
 mod models;
 mod page;
+mod request;
 mod routes;
 mod tasks;
 mod webhook;
@@ -21,9 +22,10 @@ use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::ids::is_ray_id;
 use crate::domain::signature::base32;
 use ctx::Ctx;
+use request::Request;
 use routes::Lookup;
 use serde_json::{json, Value};
-use worker::{Context, Env, Request, Response};
+use worker::{Context, Env, Response};
 
 pub fn json_response(status: u16, body: &Value) -> AppResult<Response> {
     let resp = Response::from_json(body).map_err(|e| AppError::internal(format!("json response: {e}")))?;
@@ -70,7 +72,8 @@ fn error_response(ctx: &Ctx, err: &AppError) -> Response {
     resp
 }
 
-pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Response {
+pub async fn handle(raw: worker::web_sys::Request, env: Env, worker_ctx: Context) -> Response {
+    let req = Request::new(raw);
     let started_ms = now_ms();
     let request_id = request_id(&req);
     let method = req.method();

@@ -5,6 +5,7 @@
 
 use super::super::ctx::{config_error, Ctx};
 use super::super::health::probe_cache_key;
+use super::super::request::Request;
 use super::super::{auth, json_response};
 use crate::adapters::cache::Cache;
 use crate::adapters::clock::{now_ms, random_bytes};
@@ -20,7 +21,7 @@ use crate::domain::error::{AppError, AppResult};
 use crate::domain::kie::Transport;
 use crate::domain::signature::{probe_signature, signed_file_url};
 use serde_json::{json, Value};
-use worker::{Request, Response};
+use worker::Response;
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
