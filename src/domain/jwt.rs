@@ -206,6 +206,12 @@ pub fn select_key(jwks: &Value, alg: JwsAlg, kid: Option<&str>) -> KeyChoice {
     }
 }
 
+/// How many keys of a JWKS could verify RS256 or ES256 tokens (diagnose).
+pub fn count_usable_keys(jwks: &Value) -> usize {
+    let keys = jwks.get("keys").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_object).collect::<Vec<_>>());
+    keys.unwrap_or_default().iter().filter(|k| usable_key(k, JwsAlg::Rs256).is_some() || usable_key(k, JwsAlg::Es256).is_some()).count()
+}
+
 /// What a valid ID token must say.
 pub struct Expected<'a> {
     /// Accepted `iss` values: the discovered issuer (and Google's historical alias).
@@ -376,6 +382,8 @@ mod tests {
             assert_eq!(select_key(&odd, JwsAlg::Es256, Some(kid)), KeyChoice::NoUsableKey, "{kid}");
         }
         assert_eq!(select_key(&json!({}), JwsAlg::Rs256, Some("x")), KeyChoice::UnknownKid);
+        assert_eq!(count_usable_keys(&jwks), 3);
+        assert_eq!(count_usable_keys(&odd), 0);
     }
 
     const NOW: i64 = 1_800_000_000;

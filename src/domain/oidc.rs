@@ -65,7 +65,7 @@ pub fn parse_discovery(body: &[u8], configured_issuer: &str, require_https: bool
     if issuer.trim_end_matches('/') != configured_issuer.trim_end_matches('/') {
         return Err(format!("the discovery document names issuer {issuer:?}, not the configured OIDC_ISSUER"));
     }
-    let mut endpoint = |name: &str| -> Result<String, String> {
+    let endpoint = |name: &str| -> Result<String, String> {
         let url = field(name).ok_or_else(|| format!("the discovery document has no {name}"))?;
         if !endpoint_ok(&url, require_https) {
             return Err(format!("{name} must be an {} URL", if require_https { "https" } else { "http(s)" }));

@@ -75,7 +75,8 @@ export async function waitFor(fn, { timeoutMs = 15000, intervalMs = 100, what = 
  * Starts simulator + Worker. Options:
  *   vars: extra/overriding bindings; omit: binding names to leave out;
  *   hmac: sign callbacks (and require them); callbacks: false to run without PUBLIC_BASE_URL;
- *   sim: simulator options; noR2: leave the R2 binding out.
+ *   sim: simulator options; noR2: leave the R2 binding out;
+ *   secrets: more secret values that must never appear in a log line or a body.
  */
 export async function startStack(opts = {}) {
   const sim = await startKieSim({ port: 0, host: '127.0.0.1', apiKey: SECRETS.KIEAI_APIKEY, hmacKey: opts.hmac ? HMAC_KEY : null, stepMs: 120, ...(opts.sim || {}) });
@@ -210,7 +211,7 @@ export async function startStack(opts = {}) {
   // each response had exactly one request log line with the documented
   // fields, and no secret value ever appeared in a log line or a response body.
   function checkLogsAndSecrets() {
-    const secrets = [...Object.values(SECRETS), HMAC_KEY];
+    const secrets = [...Object.values(SECRETS), HMAC_KEY, ...(opts.secrets || [])];
     for (const line of raw) {
       for (const secret of secrets) if (line.includes(secret)) throw new Error(`a secret appeared in a log line: ${line.slice(0, 200)}`);
     }
