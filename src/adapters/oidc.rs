@@ -127,24 +127,30 @@ impl OidcClient<'_> {
         }
     }
 
-    /// The discovery document, fetched now (diagnose uses this).
+    fn discovery_key(&self) -> String {
+        format!("oidc:discovery:{}", &sha256_hex(self.settings.issuer.as_bytes())[..16])
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Discovery, ProviderError> {
+        parse_discovery(body, &self.settings.issuer, self.production).map_err(ProviderError::Unusable)
+    }
+
+    /// The discovery document, fetched now (and cached as fetched).
     pub async fn discover_fresh(&self) -> Result<Discovery, ProviderError> {
         let body = self.get_json("discovery", &discovery_url(&self.settings.issuer)).await?;
-        parse_discovery(&body, &self.settings.issuer, self.production).map_err(ProviderError::Unusable)
+        let d = self.parse(&body)?;
+        if let Ok(text) = std::str::from_utf8(&body) {
+            self.remember(&self.discovery_key(), now_ms(), text).await;
+        }
+        Ok(d)
     }
 
     /// The discovery document, from the cache when it is there.
     pub async fn discovery(&self) -> Result<Discovery, ProviderError> {
-        let now = now_ms();
-        let key = format!("oidc:discovery:{}", &sha256_hex(self.settings.issuer.as_bytes())[..16]);
-        if let Some(d) = self.cached(&key, now).await.and_then(|v| serde_json::from_str::<Discovery>(&v).ok()) {
-            return Ok(d);
+        match self.cached(&self.discovery_key(), now_ms()).await {
+            Some(text) => self.parse(text.as_bytes()),
+            None => self.discover_fresh().await,
         }
-        let d = self.discover_fresh().await?;
-        if let Ok(text) = serde_json::to_string(&d) {
-            self.remember(&key, now, &text).await;
-        }
-        Ok(d)
     }
 
     fn jwks_key(d: &Discovery) -> String {

@@ -7,7 +7,6 @@ use super::jwt::b64url;
 use super::query::encode_query;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -16,7 +15,7 @@ pub const SCOPE: &str = "openid email profile";
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 
 /// How we authenticate to the token endpoint with the client secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
     /// `Authorization: Basic` (RFC 6749 §2.3.1): the default when a provider does not say.
     Basic,
@@ -25,7 +24,7 @@ pub enum ClientAuth {
 }
 
 /// The parts of a provider's discovery document we use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discovery {
     pub issuer: String,
     pub authorization_endpoint: String,

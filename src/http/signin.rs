@@ -101,6 +101,11 @@ async fn sign_in(ctx: &Ctx, req: &Request) -> AppResult<Response> {
     let code = provider_answer(ctx, &attempt)?;
     let client = client(ctx, &cfg, settings);
     let discovery = client.discovery().await.map_err(ProviderError::into_app_error)?;
+    // RFC 9207: a provider that names itself in the answer must be ours (mix-up defence).
+    if ctx.query("iss").is_some_and(|iss| iss != discovery.issuer) {
+        return Err(AppError::invalid_request("This answer comes from another sign-in provider. Please start again.")
+            .with_internal("iss parameter is not the configured issuer"));
+    }
     let id_token = client
         .exchange_code(&discovery, &code, &attempt.code_verifier, &redirect_uri(ctx, &cfg))
         .await

@@ -229,6 +229,17 @@ test('refused: a tampered state, a replayed callback, a code the provider alread
     op.setMode('pass');
   }
 
+  // An answer naming another issuer (RFC 9207 mix-up): refused before the code is used.
+  st = await startSignIn(s, 'mixed-up');
+  const mixed = new URL(st.callback);
+  assert.equal(mixed.searchParams.get('iss'), op.issuer, 'this provider names itself');
+  mixed.searchParams.set('iss', 'https://other-provider.example');
+  const tokenCalls = op.state.tokenRequests.length;
+  r = await raw(s, 'GET', mixed.href, { jar: st.jar, ip: freshIp() });
+  assert.equal(r.status, 400);
+  assert.equal(op.state.tokenRequests.length, tokenCalls, 'the code was not sent anywhere');
+  assert.match(refusals(s).at(-1).cause, /iss parameter/);
+
   // An answer arriving in a browser that did not start the sign-in.
   st = await startSignIn(s, 'elsewhere');
   r = await raw(s, 'GET', st.callback, { ip: freshIp() });

@@ -154,8 +154,10 @@ pub async fn start_session(db: &Db, id_hash: &str, user_id: &UserId, now: i64, e
 pub async fn session_user(db: &Db, id_hash: &str, now: i64) -> AppResult<Option<(User, i64)>> {
     #[derive(Deserialize)]
     struct Row {
-        #[serde(flatten)]
-        user: User,
+        id: UserId,
+        name: String,
+        credits: i64,
+        created_at: i64,
         refreshed_at: i64,
     }
     let stmt = db.stmt(
@@ -163,7 +165,10 @@ pub async fn session_user(db: &Db, id_hash: &str, now: i64) -> AppResult<Option<
          WHERE s.id_hash = ?1 AND s.expires_at > ?2",
         &[text(id_hash), num(now)],
     )?;
-    Ok(db.first::<Row>(stmt).await?.map(|r| (r.user, r.refreshed_at)))
+    Ok(db
+        .first::<Row>(stmt)
+        .await?
+        .map(|r| (User { id: r.id, name: r.name, credits: r.credits, created_at: r.created_at }, r.refreshed_at)))
 }
 
 /// Whether a session is live, without reading its user.
