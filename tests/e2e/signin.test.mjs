@@ -16,7 +16,8 @@ const TURNSTILE_SECRET = 'turnstile-secret-8b2d4f6a0c1e';
 const SITE_KEY = '1x00000000000000000000AA';
 const EVIL = 'http://evil.example';
 
-let op, ts, s, t, u;
+let op, ts, s, t, u, h;
+const HTTPS_ORIGIN = 'https://banana.example';
 before(async () => {
   requireBuild();
   op = await startOidcProvider();
@@ -35,15 +36,23 @@ before(async () => {
     secrets: [ES_CLIENT_SECRET, TURNSTILE_SECRET],
   });
   u = await startStack({ name: 'signin-off' });
+  // A deployment whose public origin is https (TLS ends in front of it, as on Cloudflare).
+  h = await startStack({
+    name: 'signin-https',
+    vars: { PUBLIC_BASE_URL: HTTPS_ORIGIN, OIDC_ISSUER: op.issuer, OIDC_CLIENT_ID: 'banana-https', OIDC_CLIENT_SECRET: CLIENT_SECRET },
+    secrets: [CLIENT_SECRET],
+  });
   await op.configure([
     { client_id: 'banana-rs', client_secret: CLIENT_SECRET, redirect_uris: [`${s.url}/auth/callback`], id_token_signed_response_alg: 'RS256' },
     { client_id: 'banana-es', client_secret: ES_CLIENT_SECRET, redirect_uris: [`${t.url}/auth/callback`], id_token_signed_response_alg: 'ES256' },
+    { client_id: 'banana-https', client_secret: CLIENT_SECRET, redirect_uris: [`${HTTPS_ORIGIN}/auth/callback`] },
   ]);
 });
 after(async () => {
   await s?.close();
   await t?.close();
   await u?.close();
+  await h?.close();
   await op?.close();
   await ts?.close();
 });
@@ -503,4 +512,23 @@ test('/auth/status, diagnose, and a deployment without sign-in', async () => {
   assert.equal(r.body.error.code, 'config_error');
   const du = await u.admin('GET', '/api/admin/diagnose');
   assert.equal(du.body.checks.find((c) => c.name === 'sign-in provider').status, 'skip');
+});
+
+test('on an https origin the cookies are Secure with __Host- names, and only those names are accepted', { timeout: 60000 }, async () => {
+  const jar = new Jar();
+  const login = await raw(h, 'GET', '/auth/login', { jar });
+  assert.equal(login.status, 302);
+  assert.equal(new URL(login.location).searchParams.get('redirect_uri'), `${HTTPS_ORIGIN}/auth/callback`);
+  assert.match(login.cookies[0], /^__Host-nb_login=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Max-Age=600; Secure$/);
+  const answer = new URL(await throughProvider(login.location, 'tls-person', `${HTTPS_ORIGIN}/auth/callback`));
+  // The browser reaches the Worker through the TLS edge; the test talks to it directly.
+  const cb = await raw(h, 'GET', `/auth/callback${answer.search}`, { jar, ip: freshIp() });
+  assert.equal(cb.status, 302, cb.text);
+  const session = cb.cookies.find((c) => c.startsWith('__Host-nb_session='));
+  assert.match(session, /^__Host-nb_session=[a-z2-7]{52}; Path=\/; HttpOnly; SameSite=Lax; Max-Age=2592000; Secure$/);
+  const value = session.split(';')[0].split('=')[1];
+  assert.equal((await raw(h, 'GET', '/api/me', { headers: { cookie: `__Host-nb_session=${value}` } })).body.user.name, 'Person tls-person');
+  assert.equal((await raw(h, 'GET', '/api/me', { headers: { cookie: `nb_session=${value}` } })).status, 401, 'the plain name could be set by a sibling subdomain');
+  const made = await raw(h, 'POST', '/api/me/keys', { headers: { cookie: `__Host-nb_session=${value}`, origin: HTTPS_ORIGIN }, json: { name: 'tls' } });
+  assert.equal(made.status, 201, 'PUBLIC_BASE_URL is our origin');
 });
