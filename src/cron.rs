@@ -1,7 +1,8 @@
 //! The scheduled job (every minute): refresh tasks that went quiet at Kie,
 //! resubmit deferred tasks within Kie's create window, fail (and refund) tasks
 //! past their deadline, and keep house. Every step is a conditional write, so
-//! two runs at once are harmless.
+//! two runs at once are harmless. A run stays inside the invocation's
+//! subrequest budget and its time: what does not fit is left to the next run.
 
 use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
@@ -14,8 +15,18 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use worker::{Delay, Env};
 
-/// How long one run keeps draining the queue (a minute-cron must end before the next).
-const DRAIN_BUDGET_MS: i64 = 45_000;
+/// How long one run works (a minute-cron must end before the next begins).
+const RUN_BUDGET_MS: i64 = 45_000;
+/// Subrequests kept for the end of the run: pruning and the run's record.
+const END_RESERVE: u32 = 2;
+/// At most what refreshing one task costs: claim, record, then either a state
+/// write, or copying one result (fetch, put) and finishing, or failing it.
+const REFRESH_COST: u32 = 5;
+/// At most what submitting one task costs: claim, create, then mark it or
+/// defer it (next slot, defer), or fail it.
+const SUBMIT_COST: u32 = 4;
+/// Tasks read per query.
+const PAGE: u32 = 25;
 
 #[derive(Default)]
 struct Summary {
@@ -24,6 +35,8 @@ struct Summary {
     deferred: u32,
     failed_submissions: u32,
     rate_windows_pruned: usize,
+    /// The run stopped early to stay inside its budget (subrequests or time).
+    stopped_early: bool,
 }
 
 pub async fn run(env: Env, cron: String) {
@@ -39,32 +52,55 @@ pub async fn run(env: Env, cron: String) {
             }
             log.info("cron.run", "scheduled run finished", fields)
         }
-        Err(e) => log.error("cron.failed", "scheduled run failed", json!({ "cron": cron, "cause": e.internal, "reason": e.message })),
+        Err(e) => {
+            let mut fields = log.cost_fields();
+            if let Some(o) = fields.as_object_mut() {
+                o.insert("cron".into(), json!(cron));
+                o.insert("cause".into(), json!(e.internal));
+                o.insert("reason".into(), json!(e.message));
+            }
+            log.error("cron.failed", "scheduled run failed", fields)
+        }
     }
 }
 
 async fn run_steps(env: &Env, log: &Log, started: i64) -> AppResult<Value> {
     let cfg = settings::config(env)
         .map_err(|p| AppError::internal(format!("config problems: {:?}", p.iter().map(|p| &p.name).collect::<Vec<_>>())))?;
+    log.set_subrequest_budget(cfg.subrequest_budget);
     let d1 = env.d1("DB").map_err(|e| AppError::internal(format!("d1 binding: {e}")))?;
     let db = Db::new(d1, log.clone());
-    let p = Pipeline { env: env.clone(), db: db.clone(), cfg, log: log.clone() };
+    let p = Pipeline::new(env.clone(), db.clone(), cfg, log.clone()).until(started + RUN_BUDGET_MS);
     let mut summary = Summary::default();
     // Tasks already at Kie first: they are paid for there.
     refresh_quiet(&p, &mut summary).await?;
-    drain_queue(&p, &mut summary, started).await?;
+    drain_queue(&p, &mut summary).await?;
     summary.rate_windows_pruned = ops::prune_rate_windows(&db, now_ms()).await?;
     accounts::prune(&db, now_ms(), p.cfg.new_accounts_window_s * 1000).await?;
     let summary = json!({ "submitted": summary.submitted, "deferred": summary.deferred, "failed_submissions": summary.failed_submissions,
-                          "refreshed": summary.refreshed, "rate_windows_pruned": summary.rate_windows_pruned });
+                          "refreshed": summary.refreshed, "rate_windows_pruned": summary.rate_windows_pruned,
+                          "stopped_early": summary.stopped_early });
     ops::record_cron_run(&db, started, now_ms(), &summary.to_string()).await?;
     Ok(summary)
+}
+
+/// Whether a step costing `cost` subrequests (and the end of the run) still fits.
+fn fits(p: &Pipeline, cost: u32) -> bool {
+    p.log.subrequests_left() >= cost + END_RESERVE && p.time_left() > 2_000
 }
 
 /// Asks Kie about tasks not heard of for a while, and fails those past their deadline.
 async fn refresh_quiet(p: &Pipeline, summary: &mut Summary) -> AppResult<()> {
     let quiet_ms = p.cfg.refresh_quiet_s * 1000;
-    for task in tasks::quiet_at_kie(&p.db, now_ms(), quiet_ms, 50).await? {
+    if !fits(p, 1 + REFRESH_COST) {
+        summary.stopped_early = true;
+        return Ok(());
+    }
+    for task in tasks::quiet_at_kie(&p.db, now_ms(), quiet_ms, PAGE).await? {
+        if !fits(p, REFRESH_COST) {
+            summary.stopped_early = true;
+            return Ok(());
+        }
         let now = now_ms();
         if tasks::claim_refresh(&p.db, &task.id, now, quiet_ms / 2, false).await? || task.is_overdue(now) {
             p.refresh(&task).await?;
@@ -74,16 +110,24 @@ async fn refresh_quiet(p: &Pipeline, summary: &mut Summary) -> AppResult<()> {
     Ok(())
 }
 
-/// Submits queued tasks in creation order, waiting for the create window
-/// when it is full, until the run's time budget is spent.
-async fn drain_queue(p: &Pipeline, summary: &mut Summary, started: i64) -> AppResult<()> {
-    'drain: while now_ms() - started < DRAIN_BUDGET_MS {
-        let due = tasks::due_queued(&p.db, now_ms(), 25).await?;
+/// Submits queued tasks in creation order, waiting for Kie's create window
+/// when it is full, while the run's budget lasts.
+async fn drain_queue(p: &Pipeline, summary: &mut Summary) -> AppResult<()> {
+    'drain: loop {
+        if !fits(p, 1 + SUBMIT_COST) {
+            summary.stopped_early = true;
+            break;
+        }
+        let due = tasks::due_queued(&p.db, now_ms(), PAGE).await?;
         if due.is_empty() {
             break;
         }
         let mut progressed = false;
         for task in due {
+            if !fits(p, SUBMIT_COST) || !p.has_time_to_submit() {
+                summary.stopped_early = true;
+                break 'drain;
+            }
             match p.submit(&task).await? {
                 Submission::Submitted => {
                     summary.submitted += 1;
@@ -96,7 +140,7 @@ async fn drain_queue(p: &Pipeline, summary: &mut Summary, started: i64) -> AppRe
                 Submission::Deferred { next_attempt_at } => {
                     summary.deferred += 1;
                     let wait = next_attempt_at - now_ms();
-                    if wait > 0 && now_ms() + wait - started < DRAIN_BUDGET_MS {
+                    if wait > 0 && wait < p.time_left() - 2_000 {
                         Delay::from(Duration::from_millis(wait.min(10_000) as u64)).await;
                         continue 'drain;
                     }

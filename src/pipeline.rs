@@ -5,27 +5,35 @@
 
 use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
-use crate::adapters::files::Files;
+use crate::adapters::files::{Files, PutImageError};
 use crate::adapters::kie::KieClient;
 use crate::adapters::log::Log;
 use crate::adapters::outbound;
 use crate::adapters::store::tasks;
+use crate::adapters::streams::StreamError;
 use crate::domain::config::Config;
 use crate::domain::error::AppResult;
-use crate::domain::image::{ImageKind, MIN_RESULT_BYTES};
-use crate::domain::kie::{CreateOutcome, ProviderStatus, RecordOutcome, Transport};
+use crate::domain::image::MIN_RESULT_BYTES;
+use crate::domain::kie::{CreateOutcome, ProviderStatus, RecordOutcome};
 use crate::domain::model::find_model;
 use crate::domain::query::encode_query;
 use crate::domain::task::{next_step, Step, StoredResult, Task, TaskFailure, TaskState, Transition};
+use crate::domain::urls::check_public_url;
 use serde_json::{json, Value};
 use std::rc::Rc;
-use worker::{Env, Method};
+use worker::Env;
 
 const SUBMIT_LEASE_MS: i64 = 60_000;
-const MAX_RESULT_BYTES: usize = 50 * 1024 * 1024;
+const MAX_RESULT_BYTES: u64 = 50 * 1024 * 1024;
+/// Kie returns one image per task for these models; never copy more than this.
+const MAX_RESULTS: usize = 10;
+/// Waiting for a result's first bytes, and copying it whole.
 const RESULT_FETCH_TIMEOUT_MS: u64 = 30_000;
+const RESULT_COPY_MS: i64 = 120_000;
 /// Our clock and Kie's differ by a request's flight time: keep a margin.
 const KIE_WINDOW_MARGIN_MS: i64 = 1_000;
+/// Work under a deadline stops this long before it.
+const DEADLINE_MARGIN_MS: i64 = 1_000;
 
 /// What a submission attempt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +54,9 @@ pub struct Pipeline {
     pub db: Db,
     pub cfg: Rc<Config>,
     pub log: Log,
+    /// When this invocation must be done (background work after a response
+    /// has 30 s on Cloudflare); `None` while a client is waiting.
+    pub deadline: Option<i64>,
 }
 
 enum CopyError {
@@ -62,8 +73,31 @@ pub fn backoff_ms(attempts: i64) -> i64 {
 }
 
 impl Pipeline {
+    pub fn new(env: Env, db: Db, cfg: Rc<Config>, log: Log) -> Pipeline {
+        Pipeline { env, db, cfg, log, deadline: None }
+    }
+
+    /// The same pipeline for work that must end by `deadline` (Unix ms).
+    pub fn until(&self, deadline: i64) -> Pipeline {
+        Pipeline { deadline: Some(deadline), ..self.clone() }
+    }
+
+    /// Milliseconds left before the deadline (plenty when there is none).
+    pub fn time_left(&self) -> i64 {
+        self.deadline.map_or(i64::MAX, |d| d - now_ms())
+    }
+
+    /// A Kie client whose calls end by the deadline.
     fn kie(&self) -> KieClient<'_> {
-        KieClient { base: &self.cfg.kie_api_base, api_key: &self.cfg.kie_api_key, timeout_ms: self.cfg.kie_timeout_ms, log: &self.log }
+        let timeout_ms = (self.cfg.kie_timeout_ms as i64).min(self.time_left() - DEADLINE_MARGIN_MS).max(1) as u64;
+        KieClient { base: &self.cfg.kie_api_base, api_key: &self.cfg.kie_api_key, timeout_ms, log: &self.log }
+    }
+
+    /// Whether a create call fits before the deadline with its full timeout:
+    /// one cut short by us could not be told from Kie's silence, and would be
+    /// failed and refunded while Kie might have taken it.
+    pub fn has_time_to_submit(&self) -> bool {
+        self.time_left() > self.cfg.kie_timeout_ms as i64 + DEADLINE_MARGIN_MS
     }
 
     fn callback_url(&self, task: &Task) -> Option<String> {
@@ -104,6 +138,9 @@ impl Pipeline {
         let now = now_ms();
         if task.state != TaskState::Queued {
             return Ok(Submission::Skipped);
+        }
+        if !self.has_time_to_submit() {
+            return Ok(Submission::Deferred { next_attempt_at: now });
         }
         if task.is_overdue(now) {
             self.fail(task, TaskFailure::SubmissionFailed, "still queued at its deadline").await?;
@@ -245,34 +282,78 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Fetches each result, checks it is a real image, and stores it in R2.
+    /// Where a result may be fetched from: Kie's own origin (the configured
+    /// API base), or any public host, read as `fetch` will read it. Never our
+    /// own network, never ourselves.
+    fn check_result_url(&self, index: usize, url: &str) -> Result<(), CopyError> {
+        let parsed = outbound::parse_url(url).ok_or_else(|| CopyError::Invalid(format!("result {index} is not a URL")))?;
+        let kie_origin = outbound::parse_url(&self.cfg.kie_api_base).map(|k| k.origin);
+        if kie_origin.as_deref() == Some(parsed.origin.as_str()) {
+            return Ok(());
+        }
+        check_public_url("result", &parsed.protocol, &parsed.hostname, url.len())
+            .map_err(|e| CopyError::Invalid(format!("result {index} URL refused: {}", e.internal.unwrap_or(e.message))))
+    }
+
+    /// Streams each result from Kie's URL into R2 after its first bytes prove
+    /// it a real image; the bytes never pass through wasm memory.
     async fn copy_results(&self, task: &Task, urls: &[String]) -> Result<Vec<StoredResult>, CopyError> {
-        let files = Files::from_env(&self.env).map_err(|e| CopyError::Transient(e.internal.unwrap_or_default()))?;
+        let urls: Vec<&String> = urls.iter().take(MAX_RESULTS).collect();
+        // Each result costs a fetch and a put; finishing the task one more write.
+        let needed = 2 * urls.len() as u32 + 1;
+        if self.log.subrequests_left() < needed {
+            return Err(CopyError::Transient(format!(
+                "{needed} subrequests needed, {} left in this invocation",
+                self.log.subrequests_left()
+            )));
+        }
+        let files = Files::from_env(&self.env, &self.log).map_err(|e| CopyError::Transient(e.internal.unwrap_or_default()))?;
         let mut stored = Vec::new();
-        for (i, url) in urls.iter().take(10).enumerate() {
+        for (i, url) in urls.into_iter().enumerate() {
+            self.check_result_url(i, url)?;
             let started = now_ms();
-            let bytes = match outbound::fetch(url, Method::Get, outbound::headers(), None, RESULT_FETCH_TIMEOUT_MS).await {
-                Transport::Response { status: 200, body } => body,
-                Transport::Response { status, .. } if (400..500).contains(&status) && status != 429 => {
-                    return Err(CopyError::Invalid(format!("result {i} answered HTTP {status}")))
-                }
-                other => return Err(CopyError::Transient(format!("result {i}: {other}"))),
-            };
-            let Some(kind) = ImageKind::sniff(&bytes) else {
-                return Err(CopyError::Invalid(format!("result {i} is not a jpeg/png/webp ({} bytes)", bytes.len())));
-            };
-            if bytes.len() < MIN_RESULT_BYTES || bytes.len() > MAX_RESULT_BYTES {
-                return Err(CopyError::Invalid(format!("result {i} has an implausible size ({} bytes)", bytes.len())));
+            let open_timeout = (RESULT_FETCH_TIMEOUT_MS as i64).min(self.time_left() - DEADLINE_MARGIN_MS);
+            if open_timeout < 1_000 {
+                return Err(CopyError::Transient(format!("result {i}: no time left in this invocation")));
             }
-            let key = Files::result_key(&task.id, i, kind);
-            let size = bytes.len() as u64;
-            files.put(&key, bytes, kind.content_type()).await.map_err(|e| CopyError::Transient(e.internal.unwrap_or_default()))?;
+            let opened = match outbound::open(&self.log, url, "GET", outbound::headers(), None, open_timeout as u64).await {
+                Ok(o) if o.status == 200 => o,
+                Ok(o) if (400..500).contains(&o.status) && o.status != 429 => {
+                    return Err(CopyError::Invalid(format!("result {i} answered HTTP {}", o.status)))
+                }
+                Ok(o) => return Err(CopyError::Transient(format!("result {i}: HTTP {}", o.status))),
+                Err(t) => return Err(CopyError::Transient(format!("result {i}: {t}"))),
+            };
+            if let Some(len) = opened.length.filter(|&n| n < MIN_RESULT_BYTES as u64 || n > MAX_RESULT_BYTES) {
+                return Err(CopyError::Invalid(format!("result {i} has an implausible size ({len} bytes)")));
+            }
+            let Some(body) = &opened.body else { return Err(CopyError::Invalid(format!("result {i} has no body"))) };
+            let deadline = now_ms() + (RESULT_COPY_MS).min(self.time_left() - DEADLINE_MARGIN_MS);
+            let copied =
+                files.put_image_stream(body, opened.length, MAX_RESULT_BYTES, deadline, |kind| Files::result_key(&task.id, i, kind)).await;
+            if copied.is_err() {
+                opened.abort();
+            }
+            let image = match copied {
+                Ok(image) => image,
+                Err(PutImageError::NotImage(why)) => return Err(CopyError::Invalid(format!("result {i} is not an image: {why}"))),
+                Err(PutImageError::Stream(StreamError::TooLarge { cap })) => {
+                    return Err(CopyError::Invalid(format!("result {i} is larger than {cap} bytes")))
+                }
+                Err(PutImageError::Stream(e)) => return Err(CopyError::Transient(format!("result {i}: {e}"))),
+                Err(PutImageError::Storage(e)) => return Err(CopyError::Transient(e.internal.unwrap_or(e.message))),
+            };
+            if image.bytes < MIN_RESULT_BYTES as u64 {
+                return Err(CopyError::Invalid(format!("result {i} has an implausible size ({} bytes)", image.bytes)));
+            }
+            let content_type = image.info.kind.content_type();
             self.log.info(
                 "result.stored",
-                "result copied into storage",
-                json!({ "task_id": task.id, "index": i, "bytes": size, "content_type": kind.content_type(), "fetch_ms": now_ms() - started }),
+                "result streamed into storage",
+                json!({ "task_id": task.id, "index": i, "bytes": image.bytes, "content_type": content_type,
+                        "width": image.info.width, "height": image.info.height, "fetch_ms": now_ms() - started }),
             );
-            stored.push(StoredResult { key, content_type: kind.content_type().into(), bytes: size });
+            stored.push(StoredResult { key: image.key, content_type: content_type.into(), bytes: image.bytes });
         }
         Ok(stored)
     }

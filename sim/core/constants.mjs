@@ -59,6 +59,10 @@ export function defaultConfig(opts = {}, familyPrices = {}) {
     inputFetchTimeoutMs: opts.inputFetchTimeoutMs ?? 10000,
     uploadFetchTimeoutMs: opts.uploadFetchTimeoutMs ?? 30000,
     outcome: opts.outcome ?? null,
+    // How result files are served: padBytes of trailing bytes after the image (a large result),
+    // shape 'fake_png' (a PNG signature, then zeros), chunked (no Content-Length), or every
+    // result URL replaced by `url` (a hostile or broken Kie answer).
+    results: { padBytes: 0, shape: 'image', chunked: false, url: null, ...(opts.results || {}) },
     prices: {
       ...structuredClone(familyPrices),
       ...(opts.prices || {}),

@@ -44,8 +44,15 @@ function matchRoute(routes, method, path) {
   return { cls: m.cls, handler: m.handler };
 }
 
-function send(res, req, { status = 200, headers = {}, body }) {
+function send(res, req, { status = 200, headers = {}, body, chunked = false }) {
   if (res.writableEnded || res.destroyed) return;
+  if (chunked && Buffer.isBuffer(body)) {
+    // Transfer-Encoding: chunked, no Content-Length: the receiver learns the size only at the end.
+    res.writeHead(status, headers);
+    if (req.method === 'HEAD') return res.end();
+    for (let i = 0; i < body.length; i += 64 * 1024) res.write(body.subarray(i, i + 64 * 1024));
+    return res.end();
+  }
   let buf;
   const h = { ...headers };
   if (Buffer.isBuffer(body)) buf = body;
@@ -155,7 +162,10 @@ export async function listen(core, { port, host }) {
       }
     });
   });
-  server.keepAliveTimeout = 5000;
+  // Idle connections are closed by the client, never under it: a server-side
+  // idle close races with the client reusing the connection, which a busy
+  // machine turns into "Network connection lost" on a call that was fine.
+  server.keepAliveTimeout = 0;
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port ?? 0, host, () => {

@@ -140,6 +140,7 @@ async function fetchInput(core, url, maxBytes) {
  * tempfile.aiquickdraw.com/as/<taskId>_<ms>.<ext>; the file is rendered on first download.
  */
 export function registerResult(core, task, index, ts, suffix = '') {
+  if (core.state.config.results?.url) return core.state.config.results.url;
   const ext = task.format;
   const name = `as/${task.id}_${ts + index}${suffix}.${ext}`;
   const mode = task.markers.has('not_image') ? 'not_image' : task.markers.has('missing_result') ? 'missing' : 'ok';

@@ -10,6 +10,14 @@ import { authOk, bizErr, ok, parseJson, unauthorized } from './api.mjs';
 import { baseUrl } from './context.mjs';
 import { renderImage } from './images.mjs';
 
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** A result as the control API shaped it: padded (large), or a PNG signature followed by zeros. */
+function shapeResult(image, { padBytes = 0, shape = 'image' }) {
+  if (shape === 'fake_png') return Buffer.concat([PNG_SIGNATURE, Buffer.alloc(Math.max(padBytes, 64))]);
+  return padBytes > 0 ? Buffer.concat([image, Buffer.alloc(padBytes, 0x5a)]) : image;
+}
+
 /** The tempfile key of a URL this simulator handed out, or null. */
 export function tempfileKey(core, u) {
   let parsed;
@@ -80,9 +88,10 @@ export function hTempfile(core, ctx) {
   if (file.mode === 'not_image') {
     return { status: 200, headers: { 'Content-Type': 'text/html; charset=utf-8' }, body: '<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>garbage &#0; not an image</body></html>' };
   }
-  if (file.kind === 'result' && !file.bytes) file.bytes = renderImage(file);
+  if (file.kind === 'result' && !file.bytes) file.bytes = shapeResult(renderImage(file), core.state.config.results || {});
   const contentType = file.kind === 'result' ? (file.format === 'png' ? 'image/png' : 'image/jpeg') : file.contentType;
   return {
+    chunked: file.kind === 'result' && Boolean(core.state.config.results?.chunked),
     status: 200,
     headers: {
       'Content-Type': contentType,

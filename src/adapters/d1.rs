@@ -1,7 +1,7 @@
 //! D1, spoken to directly: statements are prepared and bound on the
 //! JavaScript side, and each result crosses into wasm once, as one JSON
 //! string, instead of one crossing per row and field. Every query is counted
-//! (queries, rows read and written) for the request's log line. Numbers are
+//! (queries, rows read and written, subrequests) for the request's log line. Numbers are
 //! bound as f64 (D1 rejects JS BigInt).
 
 use super::log::Log;
@@ -65,7 +65,9 @@ impl Db {
         Ok(Stmt(bound))
     }
 
-    async fn settle(what: &str, promise: Result<Promise, JsValue>) -> AppResult<JsValue> {
+    /// One D1 call: a subrequest against the invocation's budget.
+    async fn settle(&self, what: &str, promise: Result<Promise, JsValue>) -> AppResult<JsValue> {
+        self.log.spend_subrequest("d1")?;
         let promise = promise.map_err(|e| d1_error(what, e))?;
         JsFuture::from(promise).await.map_err(|e| d1_error(what, e))
     }
@@ -77,7 +79,7 @@ impl Db {
     }
 
     pub async fn all<T: DeserializeOwned>(&self, stmt: Stmt) -> AppResult<Vec<T>> {
-        let result = Self::settle("query", stmt.0.all()).await?;
+        let result = self.settle("query", stmt.0.all()).await?;
         self.count(&result);
         let rows = field(&result, "results");
         if rows.is_undefined() || rows.is_null() {
@@ -93,14 +95,14 @@ impl Db {
 
     /// Runs a write; returns how many rows it changed.
     pub async fn run(&self, stmt: Stmt) -> AppResult<usize> {
-        let result = Self::settle("write", stmt.0.run()).await?;
+        let result = self.settle("write", stmt.0.run()).await?;
         Ok(self.count(&result))
     }
 
     /// Runs statements as one transaction; returns each one's changed-row count.
     pub async fn batch(&self, stmts: Vec<Stmt>) -> AppResult<Vec<usize>> {
         let list: Array = stmts.into_iter().map(|s| JsValue::from(s.0)).collect();
-        let results = Self::settle("batch", self.d1.batch(list)).await?;
+        let results = self.settle("batch", self.d1.batch(list)).await?;
         let results: Array = results.unchecked_into();
         let metas: Vec<_> = results.iter().map(|r| meta(&r)).collect();
         self.log.count_d1(metas.iter().map(|m| m.0).sum(), metas.iter().map(|m| m.1).sum());

@@ -9,7 +9,7 @@ use crate::domain::kie::{classify_create, classify_record, parse_envelope, Creat
 use crate::domain::model::Family;
 use crate::domain::query::encode_query;
 use serde_json::{json, Value};
-use worker::{Headers, Method};
+use worker::web_sys::Headers;
 
 pub struct KieClient<'a> {
     pub base: &'a str,
@@ -29,11 +29,12 @@ impl KieClient<'_> {
         h
     }
 
-    async fn call(&self, op: &str, method: Method, path_and_query: &str, body: Option<&Value>) -> Transport {
+    async fn call(&self, op: &str, method: &str, path_and_query: &str, body: Option<&Value>) -> Transport {
         let url = format!("{}{}", self.base, path_and_query);
         let started = now_ms();
         self.log.count_kie_call();
-        let t = outbound::fetch(&url, method, self.headers(body.is_some()), body.map(Value::to_string), self.timeout_ms).await;
+        let body = body.map(Value::to_string);
+        let t = outbound::fetch(self.log, &url, method, self.headers(body.is_some()), body.as_deref(), self.timeout_ms).await;
         let (http_status, kie_code) = match &t {
             Transport::Response { status, body } => (Some(*status), parse_envelope(body).map(|e| e.code)),
             _ => (None, None),
@@ -49,19 +50,19 @@ impl KieClient<'_> {
     }
 
     pub async fn create(&self, family: Family, body: &Value) -> CreateOutcome {
-        let t = self.call("create", Method::Post, family.create_path(), Some(body)).await;
+        let t = self.call("create", "POST", family.create_path(), Some(body)).await;
         classify_create(&t)
     }
 
     pub async fn record(&self, family: Family, provider_task_id: &ProviderTaskId) -> RecordOutcome {
         let path = format!("{}?taskId={}", family.record_path(), encode_query(provider_task_id.as_str()));
-        let t = self.call("record", Method::Get, &path, None).await;
+        let t = self.call("record", "GET", &path, None).await;
         classify_record(family, &t)
     }
 
     /// The account's remaining Kie credits (free call); `Err` says why not.
     pub async fn credit(&self) -> Result<f64, String> {
-        let t = self.call("credit", Method::Get, "/api/v1/chat/credit", None).await;
+        let t = self.call("credit", "GET", "/api/v1/chat/credit", None).await;
         match &t {
             Transport::Response { status, body } => match parse_envelope(body) {
                 Some(env) if env.code == 200 => env.data.as_f64().ok_or_else(|| "credit answer had no number".into()),

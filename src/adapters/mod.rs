@@ -12,5 +12,6 @@ pub mod oidc;
 pub mod outbound;
 pub mod settings;
 pub mod store;
+pub mod streams;
 pub mod turnstile;
 pub mod webcrypto;

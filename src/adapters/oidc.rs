@@ -18,7 +18,7 @@ use crate::domain::oidc::{accepted_issuers, discovery_url, parse_discovery, pars
 use crate::domain::signature::sha256_hex;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
-use worker::Method;
+use worker::web_sys::Headers;
 
 const TIMEOUT_MS: u64 = 10_000;
 const CACHE_TTL_MS: i64 = 3_600_000;
@@ -86,9 +86,9 @@ pub struct OidcClient<'a> {
 }
 
 impl OidcClient<'_> {
-    async fn call(&self, op: &str, url: &str, method: Method, headers: worker::Headers, body: Option<String>) -> Transport {
+    async fn call(&self, op: &str, url: &str, method: &str, headers: Headers, body: Option<&str>) -> Transport {
         let started = now_ms();
-        let t = outbound::fetch(url, method, headers, body, TIMEOUT_MS).await;
+        let t = outbound::fetch(self.log, url, method, headers, body, TIMEOUT_MS).await;
         let status = match &t {
             Transport::Response { status, .. } => json!(status),
             _ => Value::Null,
@@ -105,7 +105,7 @@ impl OidcClient<'_> {
     async fn get_json(&self, op: &str, url: &str) -> Result<Vec<u8>, ProviderError> {
         let headers = outbound::headers();
         let _ = headers.set("Accept", "application/json");
-        match self.call(op, url, Method::Get, headers, None).await {
+        match self.call(op, url, "GET", headers, None).await {
             Transport::Response { status: 200, body } => Ok(body),
             other => Err(ProviderError::Unreachable(format!("{op} {url}: {other}"))),
         }
@@ -185,7 +185,7 @@ impl OidcClient<'_> {
         if let Some(a) = authorization {
             let _ = headers.set("Authorization", &a);
         }
-        match self.call("token", &d.token_endpoint, Method::Post, headers, Some(body)).await {
+        match self.call("token", &d.token_endpoint, "POST", headers, Some(&body)).await {
             Transport::Response { status, body } => match parse_token_answer(status, &body) {
                 TokenAnswer::IdToken(t) => Ok(t),
                 TokenAnswer::Refused(code) => Err(ProviderError::Refused(code)),

@@ -7,7 +7,6 @@ use crate::domain::config::TurnstileSettings;
 use crate::domain::kie::Transport;
 use crate::domain::turnstile::{parse_siteverify, siteverify_body, Verdict};
 use serde_json::json;
-use worker::Method;
 
 const TIMEOUT_MS: u64 = 10_000;
 
@@ -16,7 +15,7 @@ pub async fn verify(settings: &TurnstileSettings, token: &str, remote_ip: Option
     let headers = outbound::headers();
     let _ = headers.set("Content-Type", "application/x-www-form-urlencoded");
     let body = siteverify_body(&settings.secret_key, token, remote_ip);
-    let answer = match outbound::fetch(&settings.verify_url, Method::Post, headers, Some(body), TIMEOUT_MS).await {
+    let answer = match outbound::fetch(log, &settings.verify_url, "POST", headers, Some(&body), TIMEOUT_MS).await {
         Transport::Response { status, body } => parse_siteverify(status, &body),
         other => Err(format!("siteverify: {other}")),
     };

@@ -36,6 +36,9 @@ pub struct Config {
     pub kie_timeout_ms: u64,
     pub input_url_ttl_s: i64,
     pub result_url_ttl_s: i64,
+    /// Subrequests (fetches and D1/KV/R2 calls) one invocation may make:
+    /// 50 on Cloudflare's Free plan, 10,000 by default on Paid.
+    pub subrequest_budget: u32,
     /// Sign-in with OpenID Connect; `None` when `OIDC_CLIENT_ID` is not set.
     pub oidc: Option<OidcSettings>,
     /// Credits granted once to an account created by signing in.
@@ -165,6 +168,7 @@ impl Config {
         let kie_timeout_ms = number("KIE_TIMEOUT_MS", 20_000, 500, 60_000);
         let input_url_ttl_s = number("INPUT_URL_TTL_SECONDS", 3 * 86_400, 600, 30 * 86_400) as i64;
         let result_url_ttl_s = number("RESULT_URL_TTL_SECONDS", 7 * 86_400, 600, 365 * 86_400) as i64;
+        let subrequest_budget = number("SUBREQUEST_BUDGET", 50, 30, 10_000_000) as u32;
 
         let starter_credits = number("STARTER_CREDITS", 10, 0, 1_000_000) as i64;
         let new_accounts_per_ip = number("NEW_ACCOUNTS_PER_IP", 5, 1, 1_000_000) as u32;
@@ -228,6 +232,7 @@ impl Config {
             kie_timeout_ms,
             input_url_ttl_s,
             result_url_ttl_s,
+            subrequest_budget,
             oidc,
             starter_credits,
             turnstile,
@@ -263,6 +268,7 @@ mod tests {
         assert_eq!(c.price("nano-banana"), 2);
         assert_eq!(c.task_deadline_s, 900);
         assert_eq!(c.kie_creates_per_window, 20);
+        assert_eq!(c.subrequest_budget, 50, "the Free plan's subrequests per invocation");
     }
 
     #[test]

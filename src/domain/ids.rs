@@ -121,6 +121,16 @@ impl IdempotencyKey {
     }
 }
 
+/// Whether a `cf-ray` value is one Cloudflare makes: 16 hex digits, optionally
+/// followed by `-` and a data-centre code of 3 letters (`8c62826b600ba5f8-SJC`).
+/// Anything else is a client's invention and never becomes our request id.
+pub fn is_ray_id(s: &str) -> bool {
+    let (ray, colo) = s.split_once('-').map_or((s, None), |(r, c)| (r, Some(c)));
+    let ray_ok = ray.len() == 16 && ray.bytes().all(|b| b.is_ascii_hexdigit());
+    let colo_ok = colo.is_none_or(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()));
+    ray_ok && colo_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +150,17 @@ mod tests {
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<TaskId>(&json).unwrap(), t);
         assert!(serde_json::from_str::<TaskId>("\"usr_aaaaaaaaaaaaaaaaaaaaaaaaaa\"").is_err());
+    }
+
+    #[test]
+    fn only_well_formed_ray_ids_are_taken() {
+        assert!(is_ray_id("8c62826b600ba5f8-SJC"));
+        assert!(is_ray_id("8c62826b600ba5f8"));
+        for bad in
+            ["", "<script>alert(1)</script>", "8c62826b600ba5f8-sjc", "8c62826b600ba5f8-SJCX", "8c62826b600ba5g8", "x".repeat(64).as_str()]
+        {
+            assert!(!is_ray_id(bad), "{bad}");
+        }
     }
 
     #[test]

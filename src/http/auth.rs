@@ -3,6 +3,7 @@
 //! the `ADMIN_TOKEN` secret.
 
 use super::ctx::Ctx;
+use super::request::Request;
 use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
 use crate::adapters::store::accounts;
@@ -14,17 +15,16 @@ use crate::domain::session::{
 };
 use crate::domain::signature::{api_key_hash, ct_eq};
 use serde_json::json;
-use worker::Request;
 
 fn bearer(req: &Request) -> Option<String> {
-    let value = req.headers().get("Authorization").ok().flatten()?;
+    let value = req.header("Authorization")?;
     let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?.trim();
     (!token.is_empty() && token.len() <= 256).then(|| token.to_string())
 }
 
 /// The value of one of our cookies on this request.
 pub fn cookie(ctx: &Ctx, req: &Request, cfg: &Config, kind: CookieKind) -> Option<String> {
-    let header = req.headers().get("Cookie").ok().flatten()?;
+    let header = req.header("Cookie")?;
     read_cookie(&header, kind.name(ctx.secure_cookies(cfg))).map(str::to_string)
 }
 
@@ -54,8 +54,7 @@ pub fn credential(ctx: &Ctx, req: &Request) -> AppResult<Credential> {
 
 /// The same-origin rule for cookie-authenticated requests (see `domain::session`).
 pub fn same_origin(ctx: &Ctx, req: &Request, cfg: &Config) -> AppResult<()> {
-    let header = |name: &str| req.headers().get(name).ok().flatten();
-    let (origin, site) = (header("Origin"), header("Sec-Fetch-Site"));
+    let (origin, site) = (req.header("Origin"), req.header("Sec-Fetch-Site"));
     match cross_origin_refusal(req.method().as_ref(), origin.as_deref(), site.as_deref(), &ctx.own_origins(cfg)) {
         None => Ok(()),
         Some(why) => Err(AppError::new(ErrorCode::Forbidden, "Requests signed in by cookie must come from this site's own page.")

@@ -3,35 +3,41 @@
 //! with the task, then hand it to Kie (or queue it).
 
 use super::ctx::Ctx;
-use super::extract::{check_length, read_json};
+use super::extract::{read_form, read_json};
+use super::request::Request;
 use super::{auth, json_response};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
 use crate::adapters::files::Files;
+use crate::adapters::outbound;
 use crate::adapters::store::tasks::{self, Reservation};
 use crate::adapters::store::users::{self, User};
+use crate::adapters::streams::{settle, sha256_hex_of};
 use crate::domain::config::Config;
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::ids::{IdempotencyKey, TaskId};
-use crate::domain::image::ImageKind;
+use crate::domain::image::{ImageKind, ImageProbe, Probe, PROBE_LIMIT};
 use crate::domain::model::{Generation, GenerationRequest};
 use crate::domain::query::{parse_query, percent_decode};
 use crate::domain::signature::{base32, sha256_hex, signed_file_url, verify_file_signature};
 use crate::domain::task::{NewTask, StoredInput, Task};
-use crate::domain::urls::check_image_url;
+use crate::domain::urls::check_public_url;
 use crate::pipeline::{Pipeline, Submission};
 use serde_json::{json, Value};
 use std::time::Duration;
-use worker::{Delay, FormEntry, Request, Response};
+use wasm_bindgen::JsCast;
+use worker::js_sys::Uint8Array;
+use worker::web_sys::File;
+use worker::{Delay, Response};
 
 const MAX_JSON_BYTES: u64 = 256 * 1024;
-/// How long a deferred submission keeps being retried after the response
-/// (inside the platform's 30 s for `waitUntil`); the cron does the rest.
-const BACKGROUND_RETRY_MS: i64 = 25_000;
 
+/// An uploaded image: still a JavaScript File (its bytes never enter wasm),
+/// checked by its header and fingerprinted.
 struct Upload {
-    bytes: Vec<u8>,
+    file: File,
     kind: ImageKind,
+    sha256: String,
 }
 
 /// What the client asked for, checked against its model.
@@ -45,42 +51,43 @@ impl Intake {
     /// A fingerprint of what was asked, to tell a replay from a different request.
     fn fingerprint(&self) -> String {
         let g = &self.generation;
-        let files: Vec<String> = self.uploads.iter().map(|u| sha256_hex(&u.bytes)).collect();
+        let files: Vec<&str> = self.uploads.iter().map(|u| u.sha256.as_str()).collect();
         let canonical = json!([g.model.name, g.prompt, g.aspect_ratio, g.resolution, g.output_format, self.image_urls, files]);
         sha256_hex(canonical.to_string().as_bytes())
     }
 }
 
-pub async fn create(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
+pub async fn create(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;
     let pipeline = ctx.pipeline()?;
     let db = &pipeline.db;
     let user = auth::user(ctx, &req, db).await?;
-    let idempotency_key = req.headers().get("Idempotency-Key").ok().flatten().map(|k| IdempotencyKey::parse(&k)).transpose()?;
+    let idempotency_key = req.header("Idempotency-Key").map(|k| IdempotencyKey::parse(&k)).transpose()?;
     count_against_rate_limit(db, &user, &cfg).await?;
-    let intake = read_intake(ctx, &mut req, &cfg).await?;
+    let intake = read_intake(ctx, &req, &cfg).await?;
     let fingerprint = intake.fingerprint();
-    if let Some(key) = &idempotency_key {
-        if let Some(existing) = tasks::by_idempotency_key(db, &user.id, key).await? {
-            return replay(ctx, &cfg, existing, &fingerprint);
-        }
-    }
     let price = i64::from(cfg.price(intake.generation.model.name));
-    if user.credits < price {
-        return Err(insufficient(price, user.credits));
+    // Everything that can refuse is decided before anything is stored.
+    let standing = tasks::standing(db, &user.id, idempotency_key.as_ref()).await?;
+    if let (true, Some(key)) = (standing.duplicate, &idempotency_key) {
+        return replay(ctx, &cfg, db, &user, key, &fingerprint).await;
+    }
+    if standing.credits < price || standing.active >= i64::from(cfg.max_active_tasks) {
+        return Err(refusal(&cfg, price, standing.credits, standing.active));
     }
     let inputs = store_inputs(ctx, &cfg, &intake).await?;
     let task = new_task(&cfg, &user, intake.generation, inputs, price, fingerprint.clone())?;
     ctx.log.set("task_id", task.id.as_str());
-    match tasks::reserve(db, &task, idempotency_key.as_ref(), i64::from(cfg.max_active_tasks)).await? {
-        Reservation::Reserved => {}
-        Reservation::DuplicateKey => {
-            let key = idempotency_key.as_ref().ok_or_else(|| AppError::internal("duplicate key without a key"))?;
-            let existing =
-                tasks::by_idempotency_key(db, &user.id, key).await?.ok_or_else(|| AppError::internal("duplicate key without a task"))?;
-            return replay(ctx, &cfg, existing, &fingerprint);
-        }
-        Reservation::Refused { balance, active } => return Err(refusal(&cfg, price, balance, active)),
+    let reservation = tasks::reserve(db, &task, idempotency_key.as_ref(), i64::from(cfg.max_active_tasks)).await?;
+    if !matches!(reservation, Reservation::Reserved) {
+        // Lost a race since the check above: nothing is kept of this request.
+        forget_inputs(ctx, &task.inputs).await;
+    }
+    match (reservation, &idempotency_key) {
+        (Reservation::Reserved, _) => {}
+        (Reservation::DuplicateKey, Some(key)) => return replay(ctx, &cfg, db, &user, key, &fingerprint).await,
+        (Reservation::DuplicateKey, None) => return Err(AppError::internal("duplicate key without a key")),
+        (Reservation::Refused { balance, active }, _) => return Err(refusal(&cfg, price, balance, active)),
     }
     ctx.log.info(
         "task.created",
@@ -105,8 +112,8 @@ async fn count_against_rate_limit(db: &Db, user: &User, cfg: &Config) -> AppResu
 
 /// Reads the JSON or multipart body and checks everything that can be checked
 /// before money moves.
-async fn read_intake(ctx: &Ctx, req: &mut Request, cfg: &Config) -> AppResult<Intake> {
-    let content_type = req.headers().get("Content-Type").ok().flatten().unwrap_or_default().to_ascii_lowercase();
+async fn read_intake(ctx: &Ctx, req: &Request, cfg: &Config) -> AppResult<Intake> {
+    let content_type = req.header("Content-Type").unwrap_or_default().to_ascii_lowercase();
     let intake = if content_type.starts_with("multipart/form-data") {
         read_multipart(req, cfg.max_body_bytes, cfg.max_upload_bytes).await?
     } else if content_type.starts_with("application/json") {
@@ -159,27 +166,22 @@ fn read_json_intake(body: &Value) -> AppResult<Intake> {
     Ok(Intake { generation, image_urls, uploads: Vec::new() })
 }
 
-/// Multipart: the model's limits (image count included) are checked before
-/// any image is read; each image is checked by size, then by its bytes.
-async fn read_multipart(req: &mut Request, max_body: u64, max_image: u64) -> AppResult<Intake> {
-    check_length(req, max_body)?;
-    let form = req
-        .form_data()
-        .await
-        .map_err(|e| AppError::invalid_request("The multipart body could not be read.").with_internal(e.to_string()))?;
+/// Multipart: the body is parsed under its cap without entering wasm; the
+/// model's limits (image count included) are checked before any image is
+/// looked at; each image is checked by size, then by its header.
+async fn read_multipart(req: &Request, max_body: u64, max_image: u64) -> AppResult<Intake> {
+    let form = read_form(req, max_body).await?;
     let mut files = Vec::new();
     for name in ["image", "images", "image[]"] {
-        for entry in form.get_all(name).unwrap_or_default() {
-            match entry {
-                FormEntry::File(f) => files.push(f),
-                FormEntry::Field(s) if s.is_empty() => {}
-                FormEntry::Field(_) => {
-                    return Err(AppError::invalid_request("'image' parts must be files.").with_details(json!({ "field": "image" })))
-                }
+        for entry in form.get_all(name).iter() {
+            if let Some(file) = entry.dyn_ref::<File>() {
+                files.push(file.clone());
+            } else if entry.as_string().is_some_and(|s| !s.is_empty()) {
+                return Err(AppError::invalid_request("'image' parts must be files.").with_details(json!({ "field": "image" })));
             }
         }
     }
-    let field = |name: &str| form.get_field(name);
+    let field = |name: &str| form.get(name).as_string();
     let generation = GenerationRequest {
         model: field("model").or_else(|| field("type")),
         prompt: field("prompt"),
@@ -192,40 +194,69 @@ async fn read_multipart(req: &mut Request, max_body: u64, max_image: u64) -> App
     .validate()?;
     let limit = max_image.min(generation.model.max_image_bytes);
     let mut uploads = Vec::new();
-    for (i, file) in files.iter().enumerate() {
-        if file.size() as u64 > limit {
+    for (i, file) in files.into_iter().enumerate() {
+        let size = file.size() as u64;
+        if size > limit {
             return Err(AppError::new(ErrorCode::PayloadTooLarge, format!("Image {} is larger than {} MB.", i + 1, limit / (1024 * 1024)))
-                .with_details(json!({ "field": "image", "index": i, "max_bytes": limit, "bytes": file.size() })));
+                .with_details(json!({ "field": "image", "index": i, "max_bytes": limit, "bytes": size })));
         }
-        let bytes =
-            file.bytes().await.map_err(|e| AppError::invalid_request("An image could not be read.").with_internal(e.to_string()))?;
-        let kind = ImageKind::sniff(&bytes).ok_or_else(|| {
-            AppError::new(ErrorCode::UnsupportedMediaType, format!("Image {} is not a JPEG, PNG or WebP file.", i + 1))
+        let kind = probe_upload(&file).await?.ok_or_else(|| {
+            AppError::new(ErrorCode::UnsupportedMediaType, format!("Image {} is not a JPEG, PNG or WebP image.", i + 1))
                 .with_details(json!({ "field": "image", "index": i, "allowed": ["image/jpeg", "image/png", "image/webp"] }))
         })?;
-        uploads.push(Upload { bytes, kind });
+        let sha256 = sha256_hex_of(&file).await?;
+        uploads.push(Upload { file, kind, sha256 });
     }
     Ok(Intake { generation, image_urls: Vec::new(), uploads })
 }
 
-/// Our own `/files/` URLs must carry a valid signature; others must be public.
+/// Reads an upload's header, slice by slice, until it is proven an image
+/// (or not): at most the probe's limit of bytes enters wasm.
+async fn probe_upload(file: &File) -> AppResult<Option<ImageKind>> {
+    const SLICE: f64 = 64.0 * 1024.0;
+    let mut probe = ImageProbe::new();
+    let mut offset = 0.0;
+    let size = file.size();
+    loop {
+        if offset >= size || offset > PROBE_LIMIT as f64 {
+            return Ok(match probe.finish() {
+                Probe::Valid(info) => Some(info.kind),
+                _ => None,
+            });
+        }
+        let slice =
+            file.slice_with_f64_and_f64(offset, (offset + SLICE).min(size)).map_err(|e| AppError::internal(format!("slice: {e:?}")))?;
+        let bytes = settle(slice.array_buffer(), None)
+            .await
+            .map_err(|e| AppError::invalid_request("An image could not be read.").with_internal(e.to_string()))?;
+        offset += SLICE;
+        match probe.feed(&Uint8Array::new(&bytes).to_vec()) {
+            Probe::NeedMore => {}
+            Probe::Valid(info) => return Ok(Some(info.kind)),
+            Probe::Invalid(_) => return Ok(None),
+        }
+    }
+}
+
+/// Image URLs are read as `fetch` (ours and Kie's) will read them: our own
+/// `/files/` links must carry a valid signature; every other URL must name a
+/// public host (no loopback, private, link-local or other special address,
+/// however it is spelled).
 fn check_image_urls(ctx: &Ctx, cfg: &Config, urls: &[String]) -> AppResult<()> {
     let now_s = now_ms() / 1000;
-    let public_origin = ctx.public_origin(cfg);
+    let ours = [outbound::parse_url(&ctx.public_origin(cfg)).map(|u| u.origin), outbound::parse_url(&ctx.origin).map(|u| u.origin)];
     for (i, url) in urls.iter().enumerate() {
-        let ours = [public_origin.as_str(), ctx.origin.as_str()].iter().find_map(|o| url.strip_prefix(&format!("{o}/files/")));
-        let Some(rest) = ours else {
-            check_image_url(i, url)?;
+        let field = format!("image_urls[{i}]");
+        let parsed = outbound::parse_url(url).ok_or_else(|| AppError::validation(&field, "This is not a URL."))?;
+        let key = parsed.path.strip_prefix("/files/").filter(|_| ours.iter().flatten().any(|o| *o == parsed.origin));
+        let Some(key) = key else {
+            check_public_url(&field, &parsed.protocol, &parsed.hostname, url.len())?;
             continue;
         };
-        let (key, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let q = parse_query(query);
+        let q = parse_query(&parsed.query);
         let get = |n: &str| q.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         if verify_file_signature(&cfg.file_url_secret, &percent_decode(key), get("exp"), get("sig"), now_s).is_err() {
-            return Err(AppError::validation(
-                &format!("image_urls[{i}]"),
-                "This link to our storage is not signed or has expired; upload the image instead.",
-            ));
+            return Err(AppError::validation(&field, "This link to our storage is not signed or has expired; upload the image instead."));
         }
     }
     Ok(())
@@ -233,7 +264,8 @@ fn check_image_urls(ctx: &Ctx, cfg: &Config, urls: &[String]) -> AppResult<()> {
 
 /// The same key with the same request returns the same task (200); with a
 /// different request it is 409.
-fn replay(ctx: &Ctx, cfg: &Config, existing: Task, fingerprint: &str) -> AppResult<Response> {
+async fn replay(ctx: &Ctx, cfg: &Config, db: &Db, user: &User, key: &IdempotencyKey, fingerprint: &str) -> AppResult<Response> {
+    let existing = tasks::by_idempotency_key(db, &user.id, key).await?.ok_or_else(|| AppError::internal("duplicate key without a task"))?;
     if existing.request_hash.as_deref() != Some(fingerprint) {
         return Err(AppError::new(ErrorCode::IdempotencyConflict, "This Idempotency-Key was already used with a different request.")
             .with_details(json!({ "task_id": existing.id })));
@@ -252,13 +284,24 @@ async fn store_inputs(ctx: &Ctx, cfg: &Config, intake: &Intake) -> AppResult<Vec
         let files = ctx.files()?;
         for upload in &intake.uploads {
             let key = Files::new_input_key(upload.kind)?;
-            files.put(&key, upload.bytes.clone(), upload.kind.content_type()).await?;
+            files.put_blob(&key, &upload.file, upload.kind.content_type()).await?;
             let url = signed_file_url(&origin, &cfg.file_url_secret, &key, cfg.input_url_ttl_s, now);
             inputs.push(StoredInput { key: Some(key), url: Some(url) });
         }
     }
     inputs.extend(intake.image_urls.iter().map(|u| StoredInput { key: None, url: Some(u.clone()) }));
     Ok(inputs)
+}
+
+/// Deletes inputs stored for a create that was then refused (best effort,
+/// logged: an orphan is an R2 object that a lifecycle rule also removes).
+async fn forget_inputs(ctx: &Ctx, inputs: &[StoredInput]) {
+    let Ok(files) = ctx.files() else { return };
+    for key in inputs.iter().filter_map(|i| i.key.as_deref()) {
+        if let Err(e) = files.delete(key).await {
+            ctx.log.warn("create.orphan", "could not delete the input of a refused create", json!({ "key": key, "cause": e.internal }));
+        }
+    }
 }
 
 fn new_task(
@@ -304,7 +347,8 @@ fn refusal(cfg: &Config, price: i64, balance: i64, active: i64) -> AppError {
 async fn submit_and_respond(ctx: &Ctx, cfg: &Config, pipeline: &Pipeline, task: Task) -> AppResult<Response> {
     let submission = pipeline.submit(&task).await?;
     if let Submission::Deferred { next_attempt_at } = submission {
-        ctx.in_background("retry_submission", retry_submission(pipeline.clone(), task.id.clone(), next_attempt_at));
+        let background = pipeline.until(ctx.background_deadline());
+        ctx.in_background("retry_submission", retry_submission(background, task.id.clone(), next_attempt_at));
     }
     let task = tasks::existing(&pipeline.db, &task.id).await?;
     let body = json!({ "task": task.view(&ctx.result_url(cfg)) });
@@ -316,11 +360,14 @@ async fn submit_and_respond(ctx: &Ctx, cfg: &Config, pipeline: &Pipeline, task: 
     json_response(202, &body)
 }
 
-/// Keeps trying a deferred submission for a little while after the response;
-/// the cron picks up whatever is still queued after that.
+/// Keeps trying a deferred submission while the background window allows a
+/// whole create call; the cron picks up whatever is still queued after that.
 async fn retry_submission(p: Pipeline, task_id: TaskId, mut next_at: i64) -> AppResult<()> {
-    let give_up = now_ms() + BACKGROUND_RETRY_MS;
-    while next_at < give_up {
+    loop {
+        let starts_in = next_at - now_ms();
+        if p.time_left() - starts_in.max(0) <= p.cfg.kie_timeout_ms as i64 + 1_000 {
+            return Ok(());
+        }
         let wait = (next_at - now_ms()).clamp(50, 10_000) as u64;
         Delay::from(Duration::from_millis(wait)).await;
         let Some(task) = tasks::by_id(&p.db, &task_id).await? else { return Ok(()) };
@@ -329,5 +376,4 @@ async fn retry_submission(p: Pipeline, task_id: TaskId, mut next_at: i64) -> App
             _ => return Ok(()),
         }
     }
-    Ok(())
 }

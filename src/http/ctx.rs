@@ -17,6 +17,10 @@ use std::future::Future;
 use std::rc::Rc;
 use worker::{Context, Env};
 
+/// How long work may run after the response: Cloudflare allows 30 s for
+/// `waitUntil`; we stop short of that.
+pub const BACKGROUND_WINDOW_MS: i64 = 28_000;
+
 pub struct Ctx {
     pub env: Env,
     worker: Rc<Context>,
@@ -84,7 +88,13 @@ impl Ctx {
     }
 
     pub fn config(&self) -> AppResult<Rc<Config>> {
-        self.config.get_or_init(|| settings::config(&self.env).map_err(|problems| config_error(&problems))).clone()
+        self.config
+            .get_or_init(|| {
+                let cfg = settings::config(&self.env).map_err(|problems| config_error(&problems))?;
+                self.log.set_subrequest_budget(cfg.subrequest_budget);
+                Ok(cfg)
+            })
+            .clone()
     }
 
     pub fn db(&self) -> AppResult<Db> {
@@ -96,11 +106,16 @@ impl Ctx {
     }
 
     pub fn files(&self) -> AppResult<Files> {
-        Files::from_env(&self.env)
+        Files::from_env(&self.env, &self.log)
+    }
+
+    /// When background work started now must be done.
+    pub fn background_deadline(&self) -> i64 {
+        now_ms() + BACKGROUND_WINDOW_MS
     }
 
     pub fn pipeline(&self) -> AppResult<Pipeline> {
-        Ok(Pipeline { env: self.env.clone(), db: self.db()?, cfg: self.config()?, log: self.log.clone() })
+        Ok(Pipeline::new(self.env.clone(), self.db()?, self.config()?, self.log.clone()))
     }
 
     /// The public origin: `PUBLIC_BASE_URL` when set, else this request's origin.
@@ -118,8 +133,8 @@ impl Ctx {
     }
 
     /// Errors of this request are shown as an HTML page unless it asks for JSON.
-    pub fn html_errors_unless_json(&self, req: &worker::Request) {
-        let accept = req.headers().get("Accept").ok().flatten().unwrap_or_default();
+    pub fn html_errors_unless_json(&self, req: &super::request::Request) {
+        let accept = req.header("Accept").unwrap_or_default();
         self.html_errors.set(!accept.to_ascii_lowercase().contains("application/json"));
     }
 
@@ -151,6 +166,8 @@ impl Ctx {
 
     /// Runs `work` after the response is sent. Its end is one log line with
     /// the invocation's cost; an error is logged with its cause, never dropped.
+    /// Work started here must end within [`BACKGROUND_WINDOW_MS`] (give it a
+    /// pipeline `until(background_deadline())`).
     pub fn in_background<F: Future<Output = AppResult<()>> + 'static>(&self, job: &'static str, work: F) {
         let log = self.log.clone();
         self.worker.wait_until(async move {

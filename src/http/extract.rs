@@ -1,24 +1,41 @@
-//! Taking requests apart: JSON bodies with a size limit decided before reading,
-//! query strings, pagination limits and cursors. Every failure is an
-//! [`AppError`] with the api.md code.
+//! Taking requests apart: bodies under a cap that holds as the bytes arrive
+//! (JSON, multipart), query strings, pagination limits and cursors. Every
+//! failure is an [`AppError`] with the api.md code.
 
 use super::ctx::Ctx;
+use super::request::Request;
+pub use crate::adapters::streams::too_large;
+use crate::adapters::streams::{body_error, read_request_body, settle, Counted};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
-use serde_json::{json, Value};
-use worker::Request;
+use serde_json::Value;
+use wasm_bindgen::JsCast;
+use worker::js_sys::Uint8Array;
+use worker::web_sys::{FormData, Response as WebResponse, ResponseInit};
 
-/// Reads a JSON body with a size limit decided before reading it.
-pub async fn read_json(req: &mut Request, max_bytes: u64) -> AppResult<Value> {
-    let ct = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
+/// Reads a whole body, refusing it (413) when its declared length is over
+/// `max_bytes` and, with or without a declared length, the moment more than
+/// `max_bytes` have arrived.
+pub async fn read_body(req: &Request, max_bytes: u64) -> AppResult<Vec<u8>> {
+    match check_length(req, max_bytes)? {
+        // The runtime holds a body to its declared length: read it in one call.
+        Some(_) => {
+            let buffer = settle(req.inner().array_buffer().map_err(|e| AppError::internal(format!("body: {e:?}")))?, None)
+                .await
+                .map_err(body_error)?;
+            Ok(Uint8Array::new(&buffer).to_vec())
+        }
+        // No length declared: count the bytes as they arrive.
+        None => read_request_body(req.inner().body(), max_bytes).await,
+    }
+}
+
+/// Reads a JSON object body under the same cap.
+pub async fn read_json(req: &Request, max_bytes: u64) -> AppResult<Value> {
+    let ct = req.header("Content-Type").unwrap_or_default();
     if !ct.to_ascii_lowercase().starts_with("application/json") {
         return Err(AppError::new(ErrorCode::UnsupportedMediaType, "Send the body as application/json."));
     }
-    check_length(req, max_bytes)?;
-    let bytes =
-        req.bytes().await.map_err(|e| AppError::invalid_request("Could not read the request body.").with_internal(e.to_string()))?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(too_large(max_bytes));
-    }
+    let bytes = read_body(req, max_bytes).await?;
     let value: Value =
         serde_json::from_slice(&bytes).map_err(|e| AppError::new(ErrorCode::InvalidJson, format!("The body is not valid JSON: {e}.")))?;
     if !value.is_object() {
@@ -27,14 +44,27 @@ pub async fn read_json(req: &mut Request, max_bytes: u64) -> AppResult<Value> {
     Ok(value)
 }
 
-pub fn too_large(max: u64) -> AppError {
-    AppError::new(ErrorCode::PayloadTooLarge, format!("The request body is larger than the limit of {max} bytes."))
-        .with_details(json!({ "max_bytes": max }))
+/// Parses a multipart body on the JavaScript side (its files never enter
+/// wasm), counting its bytes as they arrive: past `max_bytes` the parse is
+/// aborted and the answer is 413, whether or not a length was declared.
+pub async fn read_form(req: &Request, max_bytes: u64) -> AppResult<FormData> {
+    check_length(req, max_bytes)?;
+    let unreadable = |why: String| AppError::invalid_request("The multipart body could not be read.").with_internal(why);
+    let body = req.inner().body().ok_or_else(|| unreadable("no body".into()))?;
+    let counted = Counted::new(&body, max_bytes)?;
+    let init = ResponseInit::new();
+    init.set_headers(&req.inner().headers());
+    let parsed = WebResponse::new_with_opt_readable_stream_and_init(Some(&counted.readable), &init)
+        .and_then(|r| r.form_data())
+        .map_err(|e| AppError::internal(format!("form: {e:?}")))?;
+    let form = settle(parsed, None).await;
+    counted.finished().await.map_err(body_error)?;
+    form.map(|f| f.unchecked_into()).map_err(|e| unreadable(e.to_string()))
 }
 
 /// Refuses a body whose declared length is over the limit, before reading it.
 pub fn check_length(req: &Request, max_bytes: u64) -> AppResult<Option<u64>> {
-    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = req.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
         Some(n) if n > max_bytes => Err(too_large(max_bytes)),
         other => Ok(other),

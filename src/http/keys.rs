@@ -4,6 +4,7 @@
 
 use super::ctx::Ctx;
 use super::extract::read_json;
+use super::request::Request;
 use super::{auth, json_response};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::store::accounts::{self, KeyRow};
@@ -13,7 +14,7 @@ use crate::domain::session::{clear_cookie, CookieKind};
 use crate::domain::signature::{api_key_hash, new_api_key};
 use crate::domain::time::rfc3339;
 use serde_json::{json, Value};
-use worker::{Request, Response};
+use worker::Response;
 
 fn key_view(k: &KeyRow) -> Value {
     json!({ "id": key_public_id(&k.key_hash), "name": k.name.as_deref().unwrap_or("API key"), "hint": k.hint,
@@ -29,10 +30,10 @@ pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
 }
 
 /// `POST /api/me/keys {"name"?}` → `201 {"key", "api_key"}`: the only time the key is shown.
-pub async fn create(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
+pub async fn create(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let db = ctx.db()?;
     let user = auth::user(ctx, &req, &db).await?;
-    let body = read_json(&mut req, 4 * 1024).await?;
+    let body = read_json(&req, 4 * 1024).await?;
     let name = key_name(body.get("name"))?;
     let key = new_api_key(&random_bytes::<32>()?);
     let hash = api_key_hash(&key);

@@ -12,6 +12,7 @@ mod health;
 mod keys;
 mod models;
 mod page;
+mod request;
 mod routes;
 mod signin;
 mod tasks;
@@ -20,11 +21,13 @@ mod webhook;
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::log::Log;
 use crate::domain::error::{AppError, AppResult, ErrorCode};
+use crate::domain::ids::is_ray_id;
 use crate::domain::signature::base32;
 use ctx::Ctx;
+use request::Request;
 use routes::Lookup;
 use serde_json::{json, Value};
-use worker::{Context, Env, Request, Response};
+use worker::{Context, Env, Response};
 
 pub fn json_response(status: u16, body: &Value) -> AppResult<Response> {
     let resp = Response::from_json(body).map_err(|e| AppError::internal(format!("json response: {e}")))?;
@@ -32,12 +35,15 @@ pub fn json_response(status: u16, body: &Value) -> AppResult<Response> {
     Ok(resp.with_status(status))
 }
 
+/// The request's id: Cloudflare's ray id when the header is a well-formed one
+/// (16 hex digits, optionally `-` and a data-centre code); anything else a
+/// client sent is ignored and we make our own.
 fn request_id(req: &Request) -> String {
     req.headers()
         .get("cf-ray")
         .ok()
         .flatten()
-        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .filter(|v| is_ray_id(v))
         .unwrap_or_else(|| random_bytes::<10>().map(|b| base32(&b)).unwrap_or_else(|_| "unknown".into()))
 }
 
@@ -71,7 +77,8 @@ fn error_response(ctx: &Ctx, err: &AppError) -> Response {
     resp
 }
 
-pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Response {
+pub async fn handle(raw: worker::web_sys::Request, env: Env, worker_ctx: Context) -> Response {
+    let req = Request::new(raw);
     let started_ms = now_ms();
     let request_id = request_id(&req);
     let method = req.method();

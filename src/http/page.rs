@@ -2,8 +2,9 @@
 //! small HTML page sign-in errors are shown on.
 
 use super::ctx::Ctx;
+use super::request::Request;
 use crate::domain::error::{AppError, AppResult};
-use worker::{Request, Response};
+use worker::Response;
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
@@ -23,7 +24,7 @@ pub async fn serve(ctx: &Ctx, req: Request) -> AppResult<Response> {
     };
     let (body, content_type, etag) =
         ASSETS.iter().find(|(n, _, _, _)| *n == name).map(|(_, b, t, e)| (*b, *t, *e)).ok_or_else(AppError::not_found)?;
-    let not_modified = req.headers().get("If-None-Match").ok().flatten().is_some_and(|v| v == etag);
+    let not_modified = req.header("If-None-Match").is_some_and(|v| v == etag);
     let resp = if not_modified { Response::empty().map(|r| r.with_status(304)) } else { Response::from_bytes(body.to_vec()) }
         .map_err(|e| AppError::internal(e.to_string()))?;
     let turnstile = ctx.config().ok().is_some_and(|c| c.turnstile.is_some());

@@ -3,11 +3,12 @@
 //! the rest of the path.
 
 use super::ctx::Ctx;
+use super::request::Request;
 use super::{account, admin, create, files, health, keys, models, page, signin, tasks, webhook};
 use crate::domain::error::AppResult;
 use std::future::Future;
 use std::pin::Pin;
-use worker::{Method, Request, Response};
+use worker::{Method, Response};
 
 pub type Reply<'a> = Pin<Box<dyn Future<Output = AppResult<Response>> + 'a>>;
 pub type Handler = for<'a> fn(&'a Ctx, Request) -> Reply<'a>;

@@ -10,6 +10,7 @@ use super::auth::{cookie, same_origin};
 use super::ctx::{config_error, Ctx};
 use super::extract::read_json;
 use super::json_response;
+use super::request::Request;
 use crate::adapters::cache::Cache;
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
@@ -29,7 +30,7 @@ use crate::domain::session::{
 use crate::domain::signature::ct_eq;
 use crate::domain::turnstile::{token_ok, Verdict};
 use serde_json::{json, Value};
-use worker::{Request, Response};
+use worker::Response;
 
 /// Where a new person lands when the human check is still to be done.
 const SIGNUP_PAGE: &str = "/?signup=verify";
@@ -41,7 +42,7 @@ fn oidc_settings(cfg: &Config) -> AppResult<&OidcSettings> {
 }
 
 fn client<'a>(ctx: &'a Ctx, cfg: &'a Config, settings: &'a OidcSettings) -> OidcClient<'a> {
-    OidcClient { settings, production: cfg.environment == "production", cache: Cache::from_env(&ctx.env).ok(), log: &ctx.log }
+    OidcClient { settings, production: cfg.environment == "production", cache: Cache::from_env(&ctx.env, &ctx.log).ok(), log: &ctx.log }
 }
 
 /// `PUBLIC_BASE_URL` + `/auth/callback` (this request's origin when it is not set).
@@ -56,7 +57,7 @@ fn redirect(location: &str) -> AppResult<Response> {
 }
 
 fn client_ip(req: &Request) -> Option<String> {
-    req.headers().get("CF-Connecting-IP").ok().flatten().map(|ip| ip.trim().to_string()).filter(|ip| !ip.is_empty() && ip.len() <= 64)
+    req.header("CF-Connecting-IP").map(|ip| ip.trim().to_string()).filter(|ip| !ip.is_empty() && ip.len() <= 64)
 }
 
 /// `GET /auth/login[?return_to=/path]` → 302 to the provider.
@@ -239,7 +240,7 @@ async fn hold_for_human_check(ctx: &Ctx, cfg: &Config, db: &Db, issuer: &str, pe
 
 /// `POST /auth/signup {"turnstile_token"}`: a new person who passed the human
 /// check gets the account, the starter credits and a session.
-pub async fn signup(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
+pub async fn signup(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;
     let db = ctx.db()?;
     let secure = ctx.secure_cookies(&cfg);
@@ -249,7 +250,7 @@ pub async fn signup(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
     same_origin(ctx, &req, &cfg)?;
     let pending_hash = token_hash(&pending_id);
     let pending = accounts::pending_signup(&db, &pending_hash, now_ms()).await?.ok_or_else(none_waiting)?;
-    let body = read_json(&mut req, 8 * 1024).await?;
+    let body = read_json(&req, 8 * 1024).await?;
     let token = body
         .get("turnstile_token")
         .and_then(Value::as_str)

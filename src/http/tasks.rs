@@ -4,6 +4,7 @@ use super::auth::{self, Credential};
 use super::ctx::Ctx;
 use super::extract::{decode_cursor, encode_cursor, page_limit, paginate};
 use super::json_response;
+use super::request::Request;
 use crate::adapters::clock::now_ms;
 use crate::adapters::store::tasks;
 use crate::domain::error::{AppError, AppResult};
@@ -11,7 +12,7 @@ use crate::domain::ids::TaskId;
 use crate::domain::task::{Task, TaskState};
 use crate::pipeline::Pipeline;
 use serde_json::json;
-use worker::{Request, Response};
+use worker::Response;
 
 pub async fn get(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;

@@ -4,29 +4,29 @@
 //! the background.
 
 use super::ctx::Ctx;
-use super::extract::{check_length, too_large};
+use super::extract::read_body;
 use super::json_response;
+use super::request::Request;
 use crate::adapters::clock::now_ms;
-use crate::adapters::store::tasks;
+use crate::adapters::store::tasks::{self, CallbackTarget};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::ids::TaskId;
 use crate::domain::kie::{parse_callback, KieCallback};
 use crate::domain::signature::{ct_eq, verify_kie_webhook};
-use crate::domain::task::Task;
 use crate::pipeline::Pipeline;
 use serde_json::json;
 use std::time::Duration;
-use worker::{Delay, Request, Response};
+use worker::{Delay, Response};
 
 const MAX_CALLBACK_BYTES: u64 = 256 * 1024;
 const HMAC_WINDOW_S: i64 = 300;
 /// Duplicate callbacks within this window share one confirmation call to Kie.
 const CONFIRM_INTERVAL_MS: i64 = 1_000;
 
-pub async fn receive(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
+pub async fn receive(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;
     let pipeline = ctx.pipeline()?;
-    let callback = read_callback(ctx, &mut req).await?;
+    let callback = read_callback(ctx, &req).await?;
     if let Some(key) = &cfg.kie_webhook_hmac_key {
         check_signature(&req, key, &callback)?;
     }
@@ -45,17 +45,12 @@ pub async fn receive(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
     if task.state.is_terminal() {
         return json_response(200, &json!({ "ok": true, "state": task.state.as_str() }));
     }
-    ctx.in_background("confirm_callback", confirm(pipeline.clone(), task.id));
+    ctx.in_background("confirm_callback", confirm(pipeline.until(ctx.background_deadline()), task.id));
     json_response(200, &json!({ "ok": true }))
 }
 
-async fn read_callback(ctx: &Ctx, req: &mut Request) -> AppResult<KieCallback> {
-    check_length(req, MAX_CALLBACK_BYTES)?;
-    let body =
-        req.bytes().await.map_err(|e| AppError::invalid_request("Could not read the callback body.").with_internal(e.to_string()))?;
-    if body.len() as u64 > MAX_CALLBACK_BYTES {
-        return Err(too_large(MAX_CALLBACK_BYTES));
-    }
+async fn read_callback(ctx: &Ctx, req: &Request) -> AppResult<KieCallback> {
+    let body = read_body(req, MAX_CALLBACK_BYTES).await?;
     let callback = parse_callback(&body).ok_or_else(|| AppError::new(ErrorCode::InvalidJson, "The callback body is not a JSON object."))?;
     if let Some(p) = &callback.provider_task_id {
         ctx.log.set("provider_task_id", p.as_str());
@@ -65,27 +60,26 @@ async fn read_callback(ctx: &Ctx, req: &mut Request) -> AppResult<KieCallback> {
 
 /// Kie's HMAC over the body's task id and the timestamp header.
 fn check_signature(req: &Request, key: &str, callback: &KieCallback) -> AppResult<()> {
-    let header = |n: &str| req.headers().get(n).ok().flatten();
-    let (ts, sig) = (header("X-Webhook-Timestamp"), header("X-Webhook-Signature"));
+    let (ts, sig) = (req.header("X-Webhook-Timestamp"), req.header("X-Webhook-Signature"));
     let task_id = callback.provider_task_id.as_ref().map(|p| p.as_str());
     verify_kie_webhook(key, task_id, ts.as_deref(), sig.as_deref(), now_ms() / 1000, HMAC_WINDOW_S)
         .map_err(|why| AppError::unauthorized("The callback signature is not valid.").with_internal(why.reason()))
 }
 
 /// The task named by our callback URL (`?task=`), else by Kie's task id.
-async fn find_task(ctx: &Ctx, pipeline: &Pipeline, callback: &KieCallback) -> AppResult<Option<Task>> {
+async fn find_task(ctx: &Ctx, pipeline: &Pipeline, callback: &KieCallback) -> AppResult<Option<CallbackTarget>> {
     match (ctx.query("task"), &callback.provider_task_id) {
         (Some(id), _) => match TaskId::parse(id) {
-            Some(id) => tasks::by_id(&pipeline.db, &id).await,
+            Some(id) => tasks::callback_target(&pipeline.db, &id).await,
             None => Ok(None),
         },
-        (None, Some(p)) => tasks::by_provider_id(&pipeline.db, p).await,
+        (None, Some(p)) => tasks::callback_target_by_provider_id(&pipeline.db, p).await,
         (None, None) => Ok(None),
     }
 }
 
 /// The per-task token we put into the callback URL, and Kie's id must be the task's.
-fn check_task_token(ctx: &Ctx, task: &Task, callback: &KieCallback) -> AppResult<()> {
+fn check_task_token(ctx: &Ctx, task: &CallbackTarget, callback: &KieCallback) -> AppResult<()> {
     let token_ok = ctx.query("token").is_some_and(|t| ct_eq(t.as_bytes(), task.callback_token.as_bytes()));
     let same_task = match (&callback.provider_task_id, &task.provider_task_id) {
         (Some(from_body), Some(ours)) => from_body == ours,

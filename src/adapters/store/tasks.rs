@@ -48,9 +48,26 @@ pub async fn for_session(db: &Db, session_hash: &str, id: &TaskId, now: i64) -> 
     db.first(stmt).await
 }
 
-pub async fn by_provider_id(db: &Db, provider_task_id: &ProviderTaskId) -> AppResult<Option<Task>> {
-    let stmt = db.stmt(&format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.provider_task_id = ?1"), &[text(provider_task_id.as_str())])?;
-    db.first(stmt).await
+/// What a callback needs of its task: where it is, whose it is, and the
+/// token its callback URL must carry (five columns, not the whole row).
+#[derive(Debug, Deserialize)]
+pub struct CallbackTarget {
+    pub id: TaskId,
+    pub user_id: UserId,
+    pub state: TaskState,
+    pub provider_task_id: Option<ProviderTaskId>,
+    pub callback_token: String,
+}
+
+const CALLBACK_COLUMNS: &str = "id, user_id, state, provider_task_id, callback_token";
+
+pub async fn callback_target(db: &Db, id: &TaskId) -> AppResult<Option<CallbackTarget>> {
+    db.first(db.stmt(&format!("SELECT {CALLBACK_COLUMNS} FROM tasks WHERE id = ?1"), &[text(id.as_str())])?).await
+}
+
+pub async fn callback_target_by_provider_id(db: &Db, provider_task_id: &ProviderTaskId) -> AppResult<Option<CallbackTarget>> {
+    db.first(db.stmt(&format!("SELECT {CALLBACK_COLUMNS} FROM tasks WHERE provider_task_id = ?1"), &[text(provider_task_id.as_str())])?)
+        .await
 }
 
 pub async fn by_idempotency_key(db: &Db, user_id: &UserId, key: &IdempotencyKey) -> AppResult<Option<Task>> {
@@ -156,13 +173,27 @@ pub async fn reserve(db: &Db, task: &Task, idempotency_key: Option<&IdempotencyK
     if db.batch(stmts).await?.first() == Some(&1) {
         return Ok(Reservation::Reserved);
     }
+    let why = standing(db, &task.user_id, idempotency_key).await?;
+    Ok(if why.duplicate { Reservation::DuplicateKey } else { Reservation::Refused { balance: why.credits, active: why.active } })
+}
+
+/// What decides a reservation, read without taking it: checked before any
+/// upload is stored, so a create that will be refused leaves nothing behind.
+pub struct Standing {
+    pub credits: i64,
+    pub active: i64,
+    /// A task with this Idempotency-Key exists.
+    pub duplicate: bool,
+}
+
+pub async fn standing(db: &Db, user_id: &UserId, idempotency_key: Option<&IdempotencyKey>) -> AppResult<Standing> {
     #[derive(Deserialize)]
-    struct Why {
+    struct Row {
         credits: i64,
         active: i64,
         duplicate: i64,
     }
-    let mut args = vec![text(task.user_id.as_str()), key];
+    let mut args = vec![text(user_id.as_str()), opt_text(idempotency_key.map(IdempotencyKey::as_str))];
     let active = states_in("state", &TaskState::ACTIVE, &mut args);
     let stmt = db.stmt(
         &format!(
@@ -171,11 +202,8 @@ pub async fn reserve(db: &Db, task: &Task, idempotency_key: Option<&IdempotencyK
         ),
         &args,
     )?;
-    Ok(match db.first::<Why>(stmt).await? {
-        Some(why) if why.duplicate == 1 => Reservation::DuplicateKey,
-        Some(why) => Reservation::Refused { balance: why.credits, active: why.active },
-        None => Reservation::Refused { balance: 0, active: 0 },
-    })
+    let row = db.first::<Row>(stmt).await?.unwrap_or(Row { credits: 0, active: 0, duplicate: 0 });
+    Ok(Standing { credits: row.credits, active: row.active, duplicate: row.duplicate == 1 })
 }
 
 /// Takes the right to submit a queued task now: a lease on the task and a slot

@@ -5,6 +5,7 @@
 
 use super::super::ctx::{config_error, Ctx};
 use super::super::health::probe_cache_key;
+use super::super::request::Request;
 use super::super::{auth, json_response};
 use crate::adapters::cache::Cache;
 use crate::adapters::clock::{now_ms, random_bytes};
@@ -25,7 +26,7 @@ use crate::domain::oidc::discovery_url;
 use crate::domain::signature::{probe_signature, signed_file_url};
 use crate::domain::turnstile::Verdict;
 use serde_json::{json, Value};
-use worker::{Method, Request, Response};
+use worker::Response;
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
@@ -71,7 +72,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> AppResult<Response> {
     kv(ctx, &mut r, &nonce).await;
     match &config {
         Ok(cfg) => {
-            let reaches_us = public_base_url(&mut r, cfg, &nonce).await;
+            let reaches_us = public_base_url(ctx, &mut r, cfg, &nonce).await;
             r2(ctx, &mut r, Some(cfg), reaches_us).await;
             kie(ctx, &mut r, cfg).await;
             sign_in(ctx, &mut r, cfg).await;
@@ -157,7 +158,7 @@ async fn d1(r: &mut Report, db: Option<&Db>) {
 }
 
 async fn kv(ctx: &Ctx, r: &mut Report, nonce: &str) {
-    let Ok(cache) = Cache::from_env(&ctx.env) else {
+    let Ok(cache) = Cache::from_env(&ctx.env, &ctx.log) else {
         r.fail("kv", "no KV binding named CACHE in this environment");
         return;
     };
@@ -175,7 +176,7 @@ async fn kv(ctx: &Ctx, r: &mut Report, nonce: &str) {
 
 /// Fetches `/api/health?probe=<nonce>` through PUBLIC_BASE_URL: only this very
 /// deployment knows the nonce (in its KV) and can sign it (with its secret).
-async fn public_base_url(r: &mut Report, cfg: &Config, nonce: &str) -> bool {
+async fn public_base_url(ctx: &Ctx, r: &mut Report, cfg: &Config, nonce: &str) -> bool {
     let production = cfg.environment == "production";
     let Some(base) = &cfg.public_base_url else {
         let hint = "PUBLIC_BASE_URL is not set: Kie cannot send callbacks; tasks complete by polling and the cron only";
@@ -188,7 +189,7 @@ async fn public_base_url(r: &mut Report, cfg: &Config, nonce: &str) -> bool {
     };
     let expected = probe_signature(&cfg.file_url_secret, nonce);
     let probe = format!("{base}/api/health?probe={nonce}");
-    let ok = match outbound::fetch(&probe, Method::Get, outbound::headers(), None, 10_000).await {
+    let ok = match outbound::fetch(&ctx.log, &probe, "GET", outbound::headers(), None, 10_000).await {
         Transport::Response { status, body } => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let signed = v.pointer("/probe/signature").and_then(Value::as_str) == Some(expected.as_str());
@@ -219,13 +220,13 @@ async fn public_base_url(r: &mut Report, cfg: &Config, nonce: &str) -> bool {
 }
 
 async fn r2(ctx: &Ctx, r: &mut Report, cfg: Option<&Config>, reaches_us: bool) {
-    let Ok(files) = Files::from_env(&ctx.env) else {
+    let Ok(files) = Files::from_env(&ctx.env, &ctx.log) else {
         r.fail("r2", "no R2 binding named FILES in this environment");
         r.skip("public input url", "needs R2");
         return;
     };
     let key = format!("in/diagnose-{}.png", now_ms());
-    if let Err(e) = files.put(&key, PROBE_PNG.to_vec(), "image/png").await {
+    if let Err(e) = files.put_bytes(&key, PROBE_PNG, "image/png").await {
         r.fail("r2", format!("R2 write failed: {}", e.internal.unwrap_or_default()));
         r.skip("public input url", "needs R2");
         return;
@@ -235,7 +236,7 @@ async fn r2(ctx: &Ctx, r: &mut Report, cfg: Option<&Config>, reaches_us: bool) {
         Some(cfg) if reaches_us || cfg.public_base_url.is_none() => {
             let origin = ctx.public_origin(cfg);
             let url = signed_file_url(&origin, &cfg.file_url_secret, &key, 600, now_ms());
-            match outbound::fetch(&url, Method::Get, outbound::headers(), None, 10_000).await {
+            match outbound::fetch(&ctx.log, &url, "GET", outbound::headers(), None, 10_000).await {
                 Transport::Response { status: 200, body } if body == PROBE_PNG => r.pass(
                     "public input url",
                     format!("an input signed by this Worker was fetched back through {origin}/files/ without credentials"),

@@ -4,6 +4,7 @@
 use super::super::account::{ledger_page, user_view};
 use super::super::extract::{decode_cursor, encode_cursor, page_limit, paginate, read_json};
 use super::super::json_response;
+use super::super::request::Request;
 use super::{credits_field, open, path_id, text_field, Ctx, MAX_ADMIN_BODY};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::store::users;
@@ -11,12 +12,12 @@ use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::UserId;
 use crate::domain::signature::{api_key_hash, new_api_key};
 use serde_json::json;
-use worker::{Request, Response};
+use worker::Response;
 
 /// `POST /api/admin/users {"name", "credits"}`.
-pub async fn create(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
+pub async fn create(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let (_, db) = open(ctx, &req).await?;
-    let body = read_json(&mut req, MAX_ADMIN_BODY).await?;
+    let body = read_json(&req, MAX_ADMIN_BODY).await?;
     let name = text_field(&body, "name", 100)?;
     let credits = credits_field(&body, "credits", false)?;
     let id = UserId::new(&random_bytes::<16>()?);
@@ -54,10 +55,10 @@ pub async fn ledger(ctx: &Ctx, req: Request) -> AppResult<Response> {
 
 /// `POST /api/admin/users/:id/credits {"amount", "reason"}`: a grant or an
 /// adjustment, never below zero.
-pub async fn credits(ctx: &Ctx, mut req: Request) -> AppResult<Response> {
+pub async fn credits(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let (_, db) = open(ctx, &req).await?;
     let id = path_id(ctx, UserId::parse)?;
-    let body = read_json(&mut req, MAX_ADMIN_BODY).await?;
+    let body = read_json(&req, MAX_ADMIN_BODY).await?;
     let amount = credits_field(&body, "amount", true)?;
     if amount == 0 {
         return Err(AppError::validation("amount", "'amount' must not be zero."));

@@ -1,0 +1,59 @@
+// The benchmark keeps running: its quick mode starts both Workers (ours and
+// the JavaScript reference), checks that they answer alike, and reports the
+// three ratios and the bundle size. Figures are not judged here, only present.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '../..');
+
+function run(args, timeoutMs) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(root, 'scripts/bench.mjs'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+test('bench --quick reports the three ratios against the JS reference Worker and the bundle size', { skip: !existsSync(path.join(root, 'build/index.js')) && 'no build' }, async () => {
+  const out = path.join(mkdtempSync(path.join(tmpdir(), 'bench-')), 'bench.json');
+  const r = await run(['--quick', '--out', out], 90_000);
+  assert.equal(r.code, 0, `bench failed (${r.code}):\n${r.stderr.slice(-2000)}\n${r.stdout.slice(-2000)}`);
+
+  assert.match(r.stdout, /total gzip KiB \(goal ≤ 220\): \d+\.\d/);
+  assert.match(r.stdout, /vs JavaScript reference Worker/);
+  for (const name of ['status', 'callback', 'static']) {
+    assert.match(r.stdout, new RegExp(`^${name} .* \\d+\\.\\d\\d  \\d+\\.\\d\\d-\\d+\\.\\d\\d +\\d+  ≥ \\d\\.\\d`, 'm'), `no ratio line for ${name}`);
+  }
+
+  const report = JSON.parse(readFileSync(out, 'utf8'));
+  assert.ok(report.bundle_total.gzip_kib > 0);
+  assert.equal(report.bundle_total.goal_gzip_kib, 220);
+  const goals = { status: 1, callback: 1, static: 0.9 };
+  for (const [name, goal] of Object.entries(goals)) {
+    const v = report.vs_js.routes[name];
+    assert.ok(v, `no ${name} in vs_js`);
+    assert.ok(v.ratio > 0 && Number.isFinite(v.ratio), `${name} ratio ${v.ratio}`);
+    assert.equal(v.goal, goal);
+    assert.ok(v.rounds.length >= 2 && v.rounds.length <= report.options.rounds);
+    for (const side of ['ours', 'js']) {
+      assert.ok(v[side].rps > 0, `${name} ${side} req/s`);
+      assert.equal(v[side].log_lines, v[side].requests, `${name} ${side}: one log line per request`);
+    }
+  }
+  // Both Workers did the same D1 work per request (checked before measuring).
+  for (const name of ['status', 'callback']) {
+    const p = report.vs_js.routes[name].parity;
+    assert.ok(p.d1_queries >= 1 && Number.isInteger(p.d1_rows_read) && p.log_lines_per_request >= 1, JSON.stringify(p));
+  }
+});
