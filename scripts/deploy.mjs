@@ -62,8 +62,10 @@ export function configProblems(config, env) {
   return problems;
 }
 
-export function missingSecrets(names) {
-  return REQUIRED_SECRETS.filter((s) => !names.includes(s));
+/** Required secrets not set; sign-in (OIDC_CLIENT_ID in vars) needs its client secret too. */
+export function missingSecrets(names, vars = {}) {
+  const required = [...REQUIRED_SECRETS, ...(vars.OIDC_CLIENT_ID ? ['OIDC_CLIENT_SECRET'] : [])];
+  return required.filter((s) => !names.includes(s));
 }
 
 function wrangler(args, opts = {}) {
@@ -98,8 +100,10 @@ async function main() {
   } catch {
     fail([`unexpected answer from wrangler secret list: ${listed.stdout.slice(0, 200)}`]);
   }
-  const missing = missingSecrets(names);
-  if (missing.length) fail(missing.map((m) => `secret ${m} is not set for env ${env}: run \`npx wrangler secret put ${m} --env ${env}\``));
+  const vars = config.env[env].vars || {};
+  const secretProblems = missingSecrets(names, vars).map((m) => `secret ${m} is not set for env ${env}: run \`npx wrangler secret put ${m} --env ${env}\``);
+  if (names.includes('TURNSTILE_SECRET_KEY') && !vars.TURNSTILE_SITE_KEY) secretProblems.push(`TURNSTILE_SECRET_KEY is set but [env.${env}.vars] has no TURNSTILE_SITE_KEY (the page needs it)`);
+  if (secretProblems.length) fail(secretProblems);
   if (!names.includes('KIE_WEBHOOK_HMAC_KEY')) console.warn(`note: KIE_WEBHOOK_HMAC_KEY is not set for env ${env}; callbacks are authenticated by their per-task token only`);
 
   const base = config.env[env].vars.PUBLIC_BASE_URL;

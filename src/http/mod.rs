@@ -9,10 +9,12 @@ pub mod ctx;
 mod extract;
 mod files;
 mod health;
+mod keys;
 mod models;
 mod page;
 mod request;
 mod routes;
+mod signin;
 mod tasks;
 mod webhook;
 
@@ -53,6 +55,9 @@ fn error_response(ctx: &Ctx, err: &AppError) -> Response {
         ctx.log.error("http.error", "request failed", fields);
     } else {
         ctx.log.warn("http.rejected", "request refused", fields);
+    }
+    if ctx.wants_html_errors() {
+        return page::error_page(err, &ctx.request_id);
     }
     let body = err.body(&ctx.request_id);
     let mut resp = match Response::from_json(&body) {
@@ -98,6 +103,9 @@ pub async fn handle(raw: worker::web_sys::Request, env: Env, worker_ctx: Context
     let h = resp.headers_mut();
     let _ = h.set("X-Request-Id", &request_id);
     let _ = h.set("X-Content-Type-Options", "nosniff");
+    for cookie in ctx.take_cookies() {
+        let _ = h.append("Set-Cookie", &cookie);
+    }
     if !h.has("Cache-Control").unwrap_or(false) {
         let _ = h.set("Cache-Control", "no-store");
     }

@@ -4,7 +4,7 @@
 
 use super::ctx::Ctx;
 use super::request::Request;
-use super::{account, admin, create, files, health, models, page, tasks, webhook};
+use super::{account, admin, create, files, health, keys, models, page, signin, tasks, webhook};
 use crate::domain::error::AppResult;
 use std::future::Future;
 use std::pin::Pin;
@@ -48,6 +48,15 @@ pub static ROUTES: &[Route] = &[
     route!(Get "/api/tasks/:id", "tasks.get", tasks::get),
     route!(Get "/api/me", "me", account::me),
     route!(Get "/api/me/ledger", "me.ledger", account::ledger),
+    route!(Get "/api/me/keys", "me.keys.list", keys::list),
+    route!(Post "/api/me/keys", "me.keys.create", keys::create),
+    route!(Delete "/api/me/keys/:id", "me.keys.revoke", keys::revoke),
+    route!(Delete "/api/me/sessions", "me.sessions.end", keys::end_sessions),
+    route!(Get "/auth/login", "auth.login", signin::login),
+    route!(Get "/auth/callback", "auth.callback", signin::callback),
+    route!(Post "/auth/signup", "auth.signup", signin::signup),
+    route!(Post "/auth/logout", "auth.logout", signin::logout),
+    route!(Get "/auth/status", "auth.status", signin::status),
     route!(Post "/api/webhooks/kie-image", "webhook", webhook::receive),
     route!(Post "/webhooks/kie-image", "webhook", webhook::receive),
     route!(Get "/files/*key", "files", files::serve),

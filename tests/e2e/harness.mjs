@@ -220,7 +220,8 @@ export async function waitFor(fn, { timeoutMs = 15000, intervalMs = 100, what = 
  *   hmac: sign callbacks (and require them); callbacks: false to run without PUBLIC_BASE_URL;
  *   sim: simulator options; noR2: leave the R2 binding out;
  *   script: the Worker module to run instead of build/index.js (the benchmark's
- *   JavaScript reference Worker), with the same Miniflare options.
+ *   JavaScript reference Worker), with the same Miniflare options;
+ *   secrets: more secret values that must never appear in a log line or a body.
  */
 export async function startStack(opts = {}) {
   const sim = await startKieSim({ port: 0, host: '127.0.0.1', apiKey: SECRETS.KIEAI_APIKEY, hmacKey: opts.hmac ? HMAC_KEY : null, stepMs: 120, ...(opts.sim || {}) });
@@ -413,7 +414,7 @@ export async function startStack(opts = {}) {
   // each response had exactly one request log line with the documented
   // fields, and no secret value ever appeared in a log line or a response body.
   function checkLogsAndSecrets() {
-    const secrets = [...Object.values(SECRETS), HMAC_KEY];
+    const secrets = [...Object.values(SECRETS), HMAC_KEY, ...(opts.secrets || [])];
     for (const line of raw) {
       for (const secret of secrets) if (line.includes(secret)) throw new Error(`a secret appeared in a log line: ${line.slice(0, 200)}`);
     }
