@@ -1,16 +1,46 @@
 //! Build-time work: stamp the version, git commit and build time that
-//! `/api/health` reports; embed the web page (web/) with content-hash ETags;
-//! record the newest migration so diagnose can tell whether D1 is current.
+//! `/api/health` reports; embed the web page (web/) with content-hash ETags,
+//! its JavaScript and CSS minified; record the newest migration so diagnose
+//! can tell whether D1 is current.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
 use std::hash::{Hash, Hasher};
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git").args(args).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// An asset as shipped: JavaScript and CSS minified by the project's esbuild
+/// (installed by scripts/setup.sh from the lockfile); as written when it is
+/// not there (a bare `cargo test`), which changes nothing but the size.
+fn shipped(name: &str, source: Vec<u8>) -> Vec<u8> {
+    let loader = match Path::new(name).extension().and_then(|e| e.to_str()) {
+        Some("js") => "js",
+        Some("css") => "css",
+        _ => return source,
+    };
+    let esbuild = Path::new("node_modules/.bin/esbuild");
+    if !esbuild.exists() {
+        return source;
+    }
+    let child = Command::new(esbuild)
+        .args(["--minify", &format!("--loader={loader}"), "--log-level=error"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else { return source };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&source);
+    }
+    match child.wait_with_output() {
+        Ok(out) if out.status.success() && !out.stdout.is_empty() => out.stdout,
+        _ => source,
+    }
 }
 
 fn main() {
@@ -36,15 +66,16 @@ fn main() {
     ] {
         let path = Path::new("web").join(name);
         println!("cargo:rerun-if-changed={}", path.display());
-        let bytes = fs::read(&path).unwrap_or_default();
+        let bytes = shipped(name, fs::read(&path).unwrap_or_default());
         let mut h = DefaultHasher::new();
         bytes.hash(&mut h);
-        let abs = fs::canonicalize(&path).map(|p| p.display().to_string()).unwrap_or_default();
-        if abs.is_empty() {
-            table.push_str(&format!("    ({name:?}, b\"\", {content_type:?}, \"\\\"empty\\\"\"),\n"));
-        } else {
-            table.push_str(&format!("    ({name:?}, include_bytes!({abs:?}), {content_type:?}, \"\\\"{:016x}\\\"\"),\n", h.finish()));
-        }
+        let out = Path::new(&out_dir).join(format!("web-{name}"));
+        let _ = fs::write(&out, &bytes);
+        table.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?}), {content_type:?}, \"\\\"{:016x}\\\"\"),\n",
+            out.display().to_string(),
+            h.finish()
+        ));
     }
     table.push_str("];\n");
     let _ = fs::write(Path::new(&out_dir).join("assets.rs"), table);

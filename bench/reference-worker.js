@@ -313,6 +313,11 @@ export default {
       d1_rows_read: ctx.d1.read,
       d1_rows_written: ctx.d1.written,
       kie_calls: 0,
+      // The same invocation meter as ours: every D1 call is a subrequest; no
+      // connection is held past a call; there is no wasm memory to report.
+      subrequests: ctx.d1.queries,
+      connections_peak: 0,
+      wasm_memory_bytes: 0,
     });
     return resp;
   },

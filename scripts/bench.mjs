@@ -292,16 +292,10 @@ const RATIO_GOALS = { status: 1.0, callback: 1.0, static: 0.9 };
 
 /** Copies our rows into the reference Worker's D1 (same schema, same data). */
 async function copyRows(from, to, tables) {
-  const db = await to.mf.getD1Database('DB');
   for (const table of tables) {
-    const rows = await from.sql(`SELECT * FROM ${table}`);
-    for (let i = 0; i < rows.length; i += 50) {
-      await db.batch(
-        rows.slice(i, i + 50).map((r) => {
-          const cols = Object.keys(r);
-          return db.prepare(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((_, j) => `?${j + 1}`).join(', ')})`).bind(...cols.map((c) => r[c]));
-        }),
-      );
+    for (const r of await from.sql(`SELECT * FROM ${table}`)) {
+      const cols = Object.keys(r);
+      await to.sql(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((_, j) => `?${j + 1}`).join(', ')})`, ...cols.map((c) => r[c]));
     }
   }
 }
@@ -432,13 +426,18 @@ async function compareRoute(name, sides, mk, endBy) {
 
 /** `budgetEnd`: when the comparison should be over (the rest of the run needs time too). */
 async function versusJs(stack, done, cbBody, callBackUrl, budgetEnd) {
-  const etag = async (p) => (await fetch(stack.url + p)).headers.get('etag');
+  // The JS Worker serves the very bytes (and ETags) ours serves: the page as shipped, minified.
+  const served = async (p) => {
+    const res = await fetch(stack.url + p);
+    return { text: await res.text(), etag: res.headers.get('etag') };
+  };
+  const [css, js] = [await served('/app.css'), await served('/app.js')];
   const ref = await startWithPid({
     name: 'bench-reference',
     script: 'bench/reference-worker.js',
     hmac: true,
     sim: { stepMs: 1 },
-    vars: { ...stack.benchVars, ASSET_APP_CSS_ETAG: await etag('/app.css'), ASSET_APP_JS_ETAG: await etag('/app.js') },
+    vars: { ...stack.benchVars, ASSET_APP_CSS: css.text, ASSET_APP_JS: js.text, ASSET_APP_CSS_ETAG: css.etag, ASSET_APP_JS_ETAG: js.etag },
   });
   try {
     await copyRows(stack, ref, ['users', 'api_keys', 'tasks']);
@@ -482,8 +481,7 @@ async function versusJs(stack, done, cbBody, callBackUrl, budgetEnd) {
     out.client_retries = leanRetries;
     return out;
   } finally {
-    await ref.mf.dispose().catch(() => {});
-    await ref.sim.close().catch(() => {});
+    await ref.stop().catch(() => {});
   }
 }
 
@@ -503,13 +501,12 @@ async function main() {
   };
   report.bundle_total = bundleTotal(report.bundle);
 
-  // Both Workers (ours, and the JS reference later) get the same bindings,
-  // the page's text included; Kie signs its callbacks (HMAC on).
+  // Both Workers (ours, and the JS reference later) get the same bindings
+  // (the reference also gets the page's text as ours serves it); Kie signs its
+  // callbacks (HMAC on).
   const benchVars = {
     // KIE_CREATES_PER_WINDOW is capped at 10000 by the Worker's config check.
     RATE_LIMIT_PER_MINUTE: '100000', MAX_ACTIVE_TASKS: '10000', KIE_CREATES_PER_WINDOW: '10000',
-    ASSET_APP_CSS: readFileSync(path.join(ROOT, 'web/app.css'), 'utf8'),
-    ASSET_APP_JS: readFileSync(path.join(ROOT, 'web/app.js'), 'utf8'),
   };
   const stack = await startWithPid({
     name: 'bench',
@@ -655,8 +652,7 @@ async function main() {
     report.total_s = round((Date.now() - started) / 1000, 1);
   } finally {
     // Not stack.close(): that also writes the whole request log to test-artifacts/logs.
-    await stack.mf.dispose().catch(() => {});
-    await stack.sim.close().catch(() => {});
+    await stack.stop();
   }
   return report;
 }

@@ -66,9 +66,11 @@ export function configProblems(config, env) {
 // Buying credits needs all three settings or none (a partial set is a config_error for every request).
 const BILLING_SECRETS = ['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET'];
 
+/** Required secrets not set; sign-in (OIDC_CLIENT_ID in vars) needs its client secret too, buying credits (CREDIT_PACKS) both Stripe secrets. */
 export function missingSecrets(names, vars = {}) {
   const billing = vars.CREDIT_PACKS || BILLING_SECRETS.some((s) => names.includes(s));
-  return [...REQUIRED_SECRETS, ...(billing ? BILLING_SECRETS : [])].filter((s) => !names.includes(s));
+  const required = [...REQUIRED_SECRETS, ...(vars.OIDC_CLIENT_ID ? ['OIDC_CLIENT_SECRET'] : []), ...(billing ? BILLING_SECRETS : [])];
+  return required.filter((s) => !names.includes(s));
 }
 
 function wrangler(args, opts = {}) {
@@ -104,9 +106,10 @@ async function main() {
     fail([`unexpected answer from wrangler secret list: ${listed.stdout.slice(0, 200)}`]);
   }
   const vars = config.env[env].vars || {};
-  const missing = missingSecrets(names, vars);
-  if (missing.length) fail(missing.map((m) => `secret ${m} is not set for env ${env}: run \`npx wrangler secret put ${m} --env ${env}\``));
-  if (BILLING_SECRETS.some((s) => names.includes(s)) && !vars.CREDIT_PACKS) fail([`the Stripe secrets are set for env ${env} but [env.${env}.vars] has no CREDIT_PACKS (buying credits needs all three)`]);
+  const secretProblems = missingSecrets(names, vars).map((m) => `secret ${m} is not set for env ${env}: run \`npx wrangler secret put ${m} --env ${env}\``);
+  if (names.includes('TURNSTILE_SECRET_KEY') && !vars.TURNSTILE_SITE_KEY) secretProblems.push(`TURNSTILE_SECRET_KEY is set but [env.${env}.vars] has no TURNSTILE_SITE_KEY (the page needs it)`);
+  if (BILLING_SECRETS.some((s) => names.includes(s)) && !vars.CREDIT_PACKS) secretProblems.push(`the Stripe secrets are set for env ${env} but [env.${env}.vars] has no CREDIT_PACKS (buying credits needs all three)`);
+  if (secretProblems.length) fail(secretProblems);
   if (!names.includes('KIE_WEBHOOK_HMAC_KEY')) console.warn(`note: KIE_WEBHOOK_HMAC_KEY is not set for env ${env}; callbacks are authenticated by their per-task token only`);
 
   const base = config.env[env].vars.PUBLIC_BASE_URL;

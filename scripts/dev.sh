@@ -11,8 +11,12 @@ export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 SIM_PORT=${KIE_SIM_PORT:-8790}
 PORT=${PORT:-8787}
 # The key goes through the environment, never the command line (process lists).
+# It is read with the rules wrangler applies to .dev.vars (quotes, `export`,
+# comments): the simulator must expect exactly the key the Worker is given.
+# (The trailing x keeps a value's final newlines, which $(...) would drop.)
 export KIE_SIM_API_KEY
-KIE_SIM_API_KEY=$(grep '^KIEAI_APIKEY=' .dev.vars | cut -d= -f2-)
+KIE_SIM_API_KEY=$(node scripts/dev-vars.mjs KIEAI_APIKEY .dev.vars && printf x)
+KIE_SIM_API_KEY=${KIE_SIM_API_KEY%x}
 node sim/kie-sim.mjs --port "$SIM_PORT" &
 SIM_PID=$!
 trap 'kill $SIM_PID 2>/dev/null || true' EXIT

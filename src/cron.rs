@@ -8,7 +8,7 @@ use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
 use crate::adapters::log::Log;
 use crate::adapters::settings;
-use crate::adapters::store::{ops, tasks};
+use crate::adapters::store::{accounts, ops, tasks};
 use crate::domain::error::{AppError, AppResult};
 use crate::pipeline::{Pipeline, Submission};
 use serde_json::{json, Value};
@@ -76,6 +76,7 @@ async fn run_steps(env: &Env, log: &Log, started: i64) -> AppResult<Value> {
     refresh_quiet(&p, &mut summary).await?;
     drain_queue(&p, &mut summary).await?;
     summary.rate_windows_pruned = ops::prune_rate_windows(&db, now_ms()).await?;
+    accounts::prune(&db, now_ms(), p.cfg.new_accounts_window_s * 1000).await?;
     let summary = json!({ "submitted": summary.submitted, "deferred": summary.deferred, "failed_submissions": summary.failed_submissions,
                           "refreshed": summary.refreshed, "rate_windows_pruned": summary.rate_windows_pruned,
                           "stopped_early": summary.stopped_early });

@@ -16,7 +16,7 @@ mod pipeline;
 
 #[cfg(target_arch = "wasm32")]
 mod entry {
-    use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
+    use worker::{event, web_sys, Context, Env, Response, Result, ScheduleContext, ScheduledEvent};
 
     #[event(start)]
     fn start() {
@@ -24,7 +24,7 @@ mod entry {
     }
 
     #[event(fetch)]
-    async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<Response> {
         Ok(crate::http::handle(req, env, ctx).await)
     }
 

@@ -298,63 +298,66 @@ impl Pipeline {
     /// Streams each result from Kie's URL into R2 after its first bytes prove
     /// it a real image; the bytes never pass through wasm memory.
     async fn copy_results(&self, task: &Task, urls: &[String]) -> Result<Vec<StoredResult>, CopyError> {
-        let urls: Vec<&String> = urls.iter().take(MAX_RESULTS).collect();
+        let urls = urls.get(..urls.len().min(MAX_RESULTS)).unwrap_or_default();
         // Each result costs a fetch and a put; finishing the task one more write.
         let needed = 2 * urls.len() as u32 + 1;
         if self.log.subrequests_left() < needed {
-            return Err(CopyError::Transient(format!(
-                "{needed} subrequests needed, {} left in this invocation",
-                self.log.subrequests_left()
-            )));
+            let left = self.log.subrequests_left();
+            return Err(CopyError::Transient(format!("{needed} subrequests needed, {left} left in this invocation")));
         }
         let files = Files::from_env(&self.env, &self.log).map_err(|e| CopyError::Transient(e.internal.unwrap_or_default()))?;
         let mut stored = Vec::new();
-        for (i, url) in urls.into_iter().enumerate() {
-            self.check_result_url(i, url)?;
-            let started = now_ms();
-            let open_timeout = (RESULT_FETCH_TIMEOUT_MS as i64).min(self.time_left() - DEADLINE_MARGIN_MS);
-            if open_timeout < 1_000 {
-                return Err(CopyError::Transient(format!("result {i}: no time left in this invocation")));
-            }
-            let opened = match outbound::open(&self.log, url, "GET", outbound::headers(), None, open_timeout as u64).await {
-                Ok(o) if o.status == 200 => o,
-                Ok(o) if (400..500).contains(&o.status) && o.status != 429 => {
-                    return Err(CopyError::Invalid(format!("result {i} answered HTTP {}", o.status)))
-                }
-                Ok(o) => return Err(CopyError::Transient(format!("result {i}: HTTP {}", o.status))),
-                Err(t) => return Err(CopyError::Transient(format!("result {i}: {t}"))),
-            };
-            if let Some(len) = opened.length.filter(|&n| n < MIN_RESULT_BYTES as u64 || n > MAX_RESULT_BYTES) {
-                return Err(CopyError::Invalid(format!("result {i} has an implausible size ({len} bytes)")));
-            }
-            let Some(body) = &opened.body else { return Err(CopyError::Invalid(format!("result {i} has no body"))) };
-            let deadline = now_ms() + (RESULT_COPY_MS).min(self.time_left() - DEADLINE_MARGIN_MS);
-            let copied =
-                files.put_image_stream(body, opened.length, MAX_RESULT_BYTES, deadline, |kind| Files::result_key(&task.id, i, kind)).await;
-            if copied.is_err() {
-                opened.abort();
-            }
-            let image = match copied {
-                Ok(image) => image,
-                Err(PutImageError::NotImage(why)) => return Err(CopyError::Invalid(format!("result {i} is not an image: {why}"))),
-                Err(PutImageError::Stream(StreamError::TooLarge { cap })) => {
-                    return Err(CopyError::Invalid(format!("result {i} is larger than {cap} bytes")))
-                }
-                Err(PutImageError::Stream(e)) => return Err(CopyError::Transient(format!("result {i}: {e}"))),
-                Err(PutImageError::Storage(e)) => return Err(CopyError::Transient(e.internal.unwrap_or(e.message))),
-            };
-            if image.bytes < MIN_RESULT_BYTES as u64 {
-                return Err(CopyError::Invalid(format!("result {i} has an implausible size ({} bytes)", image.bytes)));
-            }
-            let content_type = image.info.kind.content_type();
-            self.log.info(
-                "result.stored",
-                "result streamed into storage",
-                json!({ "task_id": task.id, "index": i, "bytes": image.bytes, "content_type": content_type,
-                        "width": image.info.width, "height": image.info.height, "fetch_ms": now_ms() - started }),
-            );
-            stored.push(StoredResult { key: image.key, content_type: content_type.into(), bytes: image.bytes });
+        for (i, url) in urls.iter().enumerate() {
+            stored.push(self.copy_result(&files, task, i, url).await?);
         }
         Ok(stored)
+    }
+
+    /// One result: its URL checked, its answer checked, its bytes piped into R2.
+    async fn copy_result(&self, files: &Files, task: &Task, i: usize, url: &str) -> Result<StoredResult, CopyError> {
+        self.check_result_url(i, url)?;
+        let started = now_ms();
+        let open_timeout = (RESULT_FETCH_TIMEOUT_MS as i64).min(self.time_left() - DEADLINE_MARGIN_MS);
+        if open_timeout < 1_000 {
+            return Err(CopyError::Transient(format!("result {i}: no time left in this invocation")));
+        }
+        let opened = match outbound::open(&self.log, url, "GET", outbound::headers(), None, open_timeout as u64).await {
+            Ok(o) if o.status == 200 => o,
+            Ok(o) if (400..500).contains(&o.status) && o.status != 429 => {
+                return Err(CopyError::Invalid(format!("result {i} answered HTTP {}", o.status)))
+            }
+            Ok(o) => return Err(CopyError::Transient(format!("result {i}: HTTP {}", o.status))),
+            Err(t) => return Err(CopyError::Transient(format!("result {i}: {t}"))),
+        };
+        if let Some(len) = opened.length.filter(|&n| n < MIN_RESULT_BYTES as u64 || n > MAX_RESULT_BYTES) {
+            return Err(CopyError::Invalid(format!("result {i} has an implausible size ({len} bytes)")));
+        }
+        let Some(body) = &opened.body else { return Err(CopyError::Invalid(format!("result {i} has no body"))) };
+        let deadline = now_ms() + RESULT_COPY_MS.min(self.time_left() - DEADLINE_MARGIN_MS);
+        let copied =
+            files.put_image_stream(body, opened.length, MAX_RESULT_BYTES, deadline, |kind| Files::result_key(&task.id, i, kind)).await;
+        if copied.is_err() {
+            opened.abort();
+        }
+        let image = match copied {
+            Ok(image) if image.bytes < MIN_RESULT_BYTES as u64 => {
+                return Err(CopyError::Invalid(format!("result {i} has an implausible size ({} bytes)", image.bytes)))
+            }
+            Ok(image) => image,
+            Err(PutImageError::NotImage(why)) => return Err(CopyError::Invalid(format!("result {i} is not an image: {why}"))),
+            Err(PutImageError::Stream(StreamError::TooLarge { cap })) => {
+                return Err(CopyError::Invalid(format!("result {i} is larger than {cap} bytes")))
+            }
+            Err(PutImageError::Stream(e)) => return Err(CopyError::Transient(format!("result {i}: {e}"))),
+            Err(PutImageError::Storage(e)) => return Err(CopyError::Transient(e.internal.unwrap_or(e.message))),
+        };
+        let content_type = image.info.kind.content_type();
+        self.log.info(
+            "result.stored",
+            "result streamed into storage",
+            json!({ "task_id": task.id, "index": i, "bytes": image.bytes, "content_type": content_type,
+                    "width": image.info.width, "height": image.info.height, "fetch_ms": now_ms() - started }),
+        );
+        Ok(StoredResult { key: image.key, content_type: content_type.into(), bytes: image.bytes })
     }
 }

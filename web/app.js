@@ -16,6 +16,22 @@ const T = {
   'signin.label': ['API key', 'API 密钥'],
   'signin.btn': ['Sign in', '登录'],
   'signin.hint': ['Your key starts with nbk_. It is kept only in this browser.', '密钥以 nbk_ 开头，仅保存在此浏览器中。'],
+  'signin.with': ['Sign in with {p}', '使用 {p} 登录'],
+  'signin.or': ['Or, for scripts and operator-made accounts, an API key:', '或者（用于脚本和管理员创建的账户）使用 API 密钥：'],
+  'oidc.hint': ['New here? Your account is made when you first sign in, with free credits to start.', '第一次登录时自动创建账户，并赠送免费积分。'],
+  'signup.title': ['One more step', '还差一步'],
+  'signup.who': ['Welcome, {name}.', '欢迎，{name}。'],
+  'signup.hint': ['Confirm you are a person, and your account is ready.', '请完成人机验证，账户即可创建。'],
+  'signup.unavailable': ['The human check could not load. Reload the page to try again.', '人机验证无法加载。请刷新页面重试。'],
+  account: ['Account', '账户'],
+  'signout.all': ['Sign out everywhere', '在所有设备上退出'],
+  'keys.title': ['API keys', 'API 密钥'],
+  'keys.hint': ['For scripts: send a key as Authorization: Bearer …', '用于脚本：以 Authorization: Bearer … 发送密钥'],
+  'keys.name': ['Key name', '密钥名称'],
+  'keys.create': ['Create key', '创建密钥'],
+  'keys.once': ['Copy this key now: it is not shown again.', '请立即复制此密钥：它不会再次显示。'],
+  'keys.none': ['No keys yet.', '还没有密钥。'],
+  'keys.revoke': ['Revoke', '撤销'],
   credits: ['{n} credits', '{n} 积分'],
   credit1: ['{n} credit', '{n} 积分'],
   create: ['Create', '创作'],
@@ -68,6 +84,7 @@ const T = {
   'e.invalid_json': ['The server could not read the request. Reload the page and try again.', '服务器无法读取该请求。请刷新页面后重试。'],
   'e.invalid_request': ['The request was not in the expected form. Reload the page and try again.', '请求格式不正确。请刷新页面后重试。'],
   'e.unauthorized': ['This API key is not valid (it may have been replaced). Sign in with a current key.', 'API 密钥无效（可能已被更换）。请使用当前有效的密钥登录。'],
+  'e.session': ['Your session has ended. Please sign in again.', '登录已过期，请重新登录。'],
   'e.insufficient_credits': ['Not enough credits: this needs {needed}, you have {balance}.', '积分不足：需要 {needed} 积分，您只有 {balance} 积分。'],
   'e.forbidden': ['This key is not allowed to do that.', '此密钥无权执行该操作。'],
   'e.not_found': ['Not found: the task does not exist or is not yours.', '未找到：该任务不存在或不属于您。'],
@@ -107,7 +124,8 @@ const ls = (k, v) => {
 // ---- state ---------------------------------------------------------------
 const pickLang = (s) => (String(s || '').toLowerCase().startsWith('zh') ? 'zh' : 'en');
 let lang = pickLang(ls('nb.lang') || navigator.language || (navigator.languages || [])[0]);
-let key = null, me = null, files = [], intent = null, sending = false;
+// mode: 'key' (an API key kept in this browser) or 'session' (the sign-in cookie).
+let key = null, mode = null, me = null, files = [], intent = null, sending = false;
 let watchTask = null, pollTimer = 0, tickTimer = 0, pollFails = 0, pollSeq = 0, shownKey = '';
 let hist = [], cursor = null, histLoaded = false;
 let lastErr = null, notice = null, imgErrs = [], formErr = null;
@@ -146,7 +164,7 @@ const mb = (n) => (n / MB).toFixed(n < MB ? 2 : 1).replace(/\.0+$/, '');
 
 // ---- HTTP ----------------------------------------------------------------
 async function api(path, opts = {}) {
-  const headers = { Authorization: 'Bearer ' + key, ...(opts.headers || {}) };
+  const headers = { ...(key ? { Authorization: 'Bearer ' + key } : {}), ...(opts.headers || {}) };
   let res;
   try {
     res = await fetch(path, { method: opts.method || 'GET', headers, body: opts.body, cache: 'no-store' });
@@ -210,6 +228,7 @@ function errText(e) {
     case 'rate_limited':
       return t('e.rate_limited') + (e.retryAfter ? t('e.retry_in', { s: e.retryAfter }) : '');
   }
+  if (a.code === 'unauthorized' && mode === 'session') return t('e.session');
   return T['e.' + a.code] ? t('e.' + a.code) : (a.message || t('e.internal_error'));
 }
 const taskErrText = (err) => (!err ? '' : lang === 'en' && err.message ? err.message : T['x.' + err.code] ? t('x.' + err.code) : err.message || err.code);
@@ -274,6 +293,7 @@ async function refreshMe() {
 }
 async function signIn(k, fromStorage) {
   key = k;
+  mode = 'key';
   $('signin-form').querySelector('button').disabled = true;
   try {
     me = (await withRetry(() => api('/api/me'))).body.user;
@@ -286,7 +306,7 @@ async function signIn(k, fromStorage) {
     renderUser();
     resume();
   } catch (e) {
-    key = null;
+    key = mode = null;
     if (fromStorage && e.api && e.api.code === 'unauthorized') ls('nb.key', null);
     showErr(e);
     show('signin', true);
@@ -295,7 +315,10 @@ async function signIn(k, fromStorage) {
   }
 }
 function signOut() {
-  key = me = watchTask = null;
+  key = mode = me = watchTask = null;
+  $('acct').open = false;
+  $('keys').replaceChildren();
+  show('key-new', false);
   for (const k of ['nb.key', 'nb.task', 'nb.pending', 'nb.draft']) ls(k, null);
   $('prompt').value = '';
   renderCount();
@@ -310,6 +333,102 @@ function signOut() {
   show('signin', true);
   renderUser(); renderErr(); renderThumbs(); renderInline(); renderWatch(); renderHistory();
   $('key').focus();
+}
+
+// Signed in by the session cookie (after the provider sent the browser back).
+async function startSession() {
+  try {
+    me = (await withRetry(() => api('/api/me'))).body.user;
+    mode = 'session';
+    show('signin', false);
+    show('app', true);
+    renderUser();
+    resume();
+  } catch (e) {
+    show('signin', true);
+    if (!(e.api && e.api.code === 'unauthorized')) showErr(e);
+  }
+}
+// The Sign out button: a session is ended on the server too.
+async function leave() {
+  if (mode === 'session') {
+    try { await api('/auth/logout', { method: 'POST' }); } catch { /* the cookie is cleared below anyway */ }
+  }
+  signOut();
+}
+async function leaveEverywhere() {
+  try { await api('/api/me/sessions', { method: 'DELETE' }); } catch (e) { showErr(e); return; }
+  signOut();
+}
+// What the server says about signing in: the provider button, a waiting sign-up, a live session.
+// `decide`: no key is stored, so the status also decides what the page shows.
+async function authStatus(decide) {
+  let st = null;
+  try {
+    const res = await fetch('/auth/status', { cache: 'no-store' });
+    if (res.ok) st = await res.json();
+  } catch { /* offline: the API-key form still works */ }
+  if (st && st.oidc) {
+    $('oidc-btn').textContent = t('signin.with', { p: st.oidc.provider });
+    $('oidc-btn').href = st.oidc.login_url;
+    show('oidc', true);
+  }
+  if (!decide) return;
+  if (st && st.signup && st.turnstile_site_key) return humanCheck(st);
+  if (st && st.signed_in) return startSession();
+  show('signin', true);
+}
+// A new person passes Turnstile before the account is made.
+function humanCheck(st) {
+  show('signin', false);
+  show('signup', true);
+  $('signup-who').textContent = t('signup.who', { name: st.signup.name });
+  const failed = () => { $('signup-err').textContent = t('signup.unavailable'); show('signup-err', true); };
+  const s = h('script', { src: 'https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit' });
+  s.addEventListener('error', failed);
+  s.addEventListener('load', () => {
+    if (!window.turnstile) return failed();
+    window.turnstile.render('#turnstile', { sitekey: st.turnstile_site_key, action: 'signup', callback: finishSignup, 'error-callback': failed });
+  });
+  document.head.append(s);
+}
+async function finishSignup(token) {
+  try {
+    await api('/auth/signup', { method: 'POST', body: JSON.stringify({ turnstile_token: token }), headers: { 'Content-Type': 'application/json' } });
+  } catch (e) {
+    showErr(e);
+    if (window.turnstile) window.turnstile.reset('#turnstile');
+    return;
+  }
+  show('signup', false);
+  history.replaceState(null, '', '/');
+  startSession();
+}
+
+// ---- account menu: keys --------------------------------------------------
+async function loadKeys() {
+  try {
+    const list = (await api('/api/me/keys')).body.keys;
+    $('keys').replaceChildren(...(list.length ? list.map((k) => h('li', { 'data-testid': 'key-item', 'data-key-id': k.id },
+      h('span', { class: 'kn', text: k.name }), k.hint ? h('code', { text: k.hint }) : null,
+      h('button', { type: 'button', class: 'ghost', 'data-testid': 'key-revoke', text: t('keys.revoke'), onclick: () => revokeKey(k.id) })))
+      : [h('li', { class: 'hint', text: t('keys.none') })]));
+  } catch (e) { showErr(e); }
+}
+async function createKey(ev) {
+  ev.preventDefault();
+  try {
+    const r = await api('/api/me/keys', { method: 'POST', body: JSON.stringify({ name: $('key-name').value.trim() || undefined }), headers: { 'Content-Type': 'application/json' } });
+    $('key-new-value').textContent = r.body.api_key;
+    show('key-new', true);
+    $('key-name').value = '';
+    loadKeys();
+  } catch (e) { showErr(e); }
+}
+async function revokeKey(id) {
+  try { await api('/api/me/keys/' + encodeURIComponent(id), { method: 'DELETE' }); } catch (e) { showErr(e); }
+  show('key-new', false);
+  loadKeys();
 }
 
 // ---- create form ---------------------------------------------------------
@@ -425,7 +544,7 @@ function check(m, prompt, sendFiles) {
 
 async function generate(ev) {
   ev.preventDefault();
-  if (sending || !key || !model()) return;
+  if (sending || !me || !model()) return;
   const m = model(), prompt = $('prompt').value.trim();
   const sendFiles = m.max ? files : [];
   formErr = check(m, prompt, sendFiles);
@@ -487,7 +606,7 @@ function watch(task, now) {
 async function poll() {
   const task = watchTask, seq = ++pollSeq;
   clearTimeout(pollTimer);
-  if (!task || !key) return;
+  if (!task || !me) return;
   try {
     const fresh = (await api('/api/tasks/' + encodeURIComponent(task.id))).body.task;
     if (watchTask !== task || seq !== pollSeq) return;
@@ -681,7 +800,10 @@ function init() {
     if (!/^nbk_\S+$/.test(k)) { showErr({ api: { code: 'bad_key' } }); $('key').focus(); return; }
     signIn(k);
   });
-  $('signout').addEventListener('click', signOut);
+  $('signout').addEventListener('click', leave);
+  $('signout-all').addEventListener('click', leaveEverywhere);
+  $('acct').addEventListener('toggle', () => { if ($('acct').open) loadKeys(); else show('key-new', false); });
+  $('key-form').addEventListener('submit', createKey);
   $('model').addEventListener('change', () => {
     const m = model();
     formErr = null;
@@ -702,7 +824,7 @@ function init() {
   document.addEventListener('drop', (ev) => ev.preventDefault());
   document.addEventListener('paste', (ev) => {
     const list = ev.clipboardData && ev.clipboardData.files;
-    if (!key || !list || !list.length || !model()?.max) return;
+    if (!me || !list || !list.length || !model()?.max) return;
     ev.preventDefault();
     addFiles(list);
   });
@@ -710,7 +832,8 @@ function init() {
   $('models-retry').addEventListener('click', loadModels);
   addEventListener('online', () => { loadModels(); if (watchTask && !terminal(watchTask.state)) poll(); });
   const stored = ls('nb.key');
-  if (stored) signIn(stored, true); else show('signin', true);
+  if (stored) signIn(stored, true);
+  authStatus(!stored);
   loadModels();
 }
 init();

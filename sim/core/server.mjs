@@ -162,7 +162,10 @@ export async function listen(core, { port, host }) {
       }
     });
   });
-  server.keepAliveTimeout = 5000;
+  // Idle connections are closed by the client, never under it: a server-side
+  // idle close races with the client reusing the connection, which a busy
+  // machine turns into "Network connection lost" on a call that was fine.
+  server.keepAliveTimeout = 0;
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port ?? 0, host, () => {

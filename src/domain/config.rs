@@ -3,6 +3,8 @@
 
 use super::billing::{load_billing, BillingConfig};
 use super::model::MODELS;
+use super::oidc::GOOGLE_ISSUER;
+use super::turnstile::DEFAULT_VERIFY_URL;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,8 +40,33 @@ pub struct Config {
     /// Subrequests (fetches and D1/KV/R2 calls) one invocation may make:
     /// 50 on Cloudflare's Free plan, 10,000 by default on Paid.
     pub subrequest_budget: u32,
+    /// Sign-in with OpenID Connect; `None` when `OIDC_CLIENT_ID` is not set.
+    pub oidc: Option<OidcSettings>,
+    /// Credits granted once to an account created by signing in.
+    pub starter_credits: i64,
+    /// The human check on a first sign-in; `None` when `TURNSTILE_SECRET_KEY` is not set.
+    pub turnstile: Option<TurnstileSettings>,
+    /// New accounts per client IP per window.
+    pub new_accounts_per_ip: u32,
+    pub new_accounts_window_s: i64,
+    /// A session's expiry is pushed out at most this often.
+    pub session_refresh_s: i64,
     /// Buying credits (Stripe); `None` when it is not configured.
     pub billing: Option<BillingConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TurnstileSettings {
+    pub secret_key: String,
+    pub site_key: String,
+    pub verify_url: String,
 }
 
 /// Secrets that must be present for the service to work.
@@ -58,6 +85,21 @@ fn origin_problem(value: &str, require_https: bool) -> Option<String> {
     };
     if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
         return Some("must be an origin like https://example.com (no path)".into());
+    }
+    None
+}
+
+/// An http(s) URL that may have a path (an issuer, an endpoint): https in production.
+fn url_problem(value: &str, require_https: bool) -> Option<String> {
+    let rest = match (value.strip_prefix("https://"), value.strip_prefix("http://")) {
+        (Some(r), _) => r,
+        (None, Some(_)) if require_https => return Some("must start with https:// in production".into()),
+        (None, Some(r)) => r,
+        _ => return Some("must be an http(s) URL".into()),
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || value.contains(['?', '#', ' ']) {
+        return Some("must be a URL like https://example.com/path (no query)".into());
     }
     None
 }
@@ -130,10 +172,48 @@ impl Config {
         let input_url_ttl_s = number("INPUT_URL_TTL_SECONDS", 3 * 86_400, 600, 30 * 86_400) as i64;
         let result_url_ttl_s = number("RESULT_URL_TTL_SECONDS", 7 * 86_400, 600, 365 * 86_400) as i64;
         let subrequest_budget = number("SUBREQUEST_BUDGET", 50, 30, 10_000_000) as u32;
+
+        let starter_credits = number("STARTER_CREDITS", 10, 0, 1_000_000) as i64;
+        let new_accounts_per_ip = number("NEW_ACCOUNTS_PER_IP", 5, 1, 1_000_000) as u32;
+        let new_accounts_window_s = number("NEW_ACCOUNTS_WINDOW_SECONDS", 86_400, 60, 30 * 86_400) as i64;
+        let session_refresh_s = number("SESSION_REFRESH_SECONDS", 86_400, 1, 7 * 86_400) as i64;
         let (billing, billing_problems) = load_billing(&value, &|url| origin_problem(url, production));
         for (name, what) in billing_problems {
             problem(name, &what);
         }
+
+        let oidc = match (value("OIDC_CLIENT_ID"), value("OIDC_CLIENT_SECRET")) {
+            (None, None) => None,
+            (Some(_), None) => {
+                problem("OIDC_CLIENT_SECRET", "missing (OIDC_CLIENT_ID is set)");
+                None
+            }
+            (None, Some(_)) => {
+                problem("OIDC_CLIENT_ID", "missing (OIDC_CLIENT_SECRET is set)");
+                None
+            }
+            (Some(client_id), Some(client_secret)) => {
+                let issuer = value("OIDC_ISSUER").unwrap_or_else(|| GOOGLE_ISSUER.into());
+                if let Some(p) = url_problem(&issuer, production) {
+                    problem("OIDC_ISSUER", &p);
+                }
+                Some(OidcSettings { issuer, client_id, client_secret })
+            }
+        };
+        let turnstile = match value("TURNSTILE_SECRET_KEY") {
+            None => None,
+            Some(secret_key) => {
+                let site_key = value("TURNSTILE_SITE_KEY").unwrap_or_default();
+                if site_key.is_empty() {
+                    problem("TURNSTILE_SITE_KEY", "missing (TURNSTILE_SECRET_KEY is set; the page needs the site key)");
+                }
+                let verify_url = value("TURNSTILE_VERIFY_URL").unwrap_or_else(|| DEFAULT_VERIFY_URL.into());
+                if let Some(p) = url_problem(&verify_url, production) {
+                    problem("TURNSTILE_VERIFY_URL", &p);
+                }
+                Some(TurnstileSettings { secret_key, site_key, verify_url })
+            }
+        };
 
         if !problems.is_empty() {
             return Err(problems);
@@ -160,6 +240,12 @@ impl Config {
             input_url_ttl_s,
             result_url_ttl_s,
             subrequest_budget,
+            oidc,
+            starter_credits,
+            turnstile,
+            new_accounts_per_ip,
+            new_accounts_window_s,
+            session_refresh_s,
             billing,
         })
     }
@@ -227,5 +313,42 @@ mod tests {
         let c = load(&pairs).unwrap();
         assert_eq!(c.public_base_url.as_deref(), Some("https://worker.example.com"));
         assert_eq!(c.price("nano-banana"), 7);
+    }
+
+    #[test]
+    fn sign_in_settings() {
+        let c = load(OK).unwrap();
+        assert!(c.oidc.is_none() && c.turnstile.is_none());
+        assert_eq!(c.starter_credits, 10);
+        assert_eq!(c.new_accounts_per_ip, 5);
+
+        let mut pairs = OK.to_vec();
+        pairs.extend([("OIDC_CLIENT_ID", "client-1"), ("OIDC_CLIENT_SECRET", "oidc-secret-value"), ("STARTER_CREDITS", "25")]);
+        let c = load(&pairs).unwrap();
+        let o = c.oidc.unwrap();
+        assert_eq!((o.issuer.as_str(), o.client_id.as_str()), ("https://accounts.google.com", "client-1"));
+        assert_eq!(c.starter_credits, 25);
+
+        // Half a client is a named problem, never a value.
+        let mut pairs = OK.to_vec();
+        pairs.push(("OIDC_CLIENT_ID", "client-1"));
+        let problems = load(&pairs).unwrap_err();
+        assert_eq!(problems[0].name, "OIDC_CLIENT_SECRET");
+        assert!(!format!("{problems:?}").contains("client-1"));
+
+        // A local provider over http: allowed in development, not in production.
+        let mut pairs = OK.to_vec();
+        pairs.extend([("OIDC_CLIENT_ID", "c"), ("OIDC_CLIENT_SECRET", "s"), ("OIDC_ISSUER", "http://127.0.0.1:9000")]);
+        assert!(load(&pairs).is_ok());
+        pairs.push(("ENVIRONMENT", "production"));
+        let names: Vec<_> = load(&pairs).unwrap_err().into_iter().map(|p| p.name).collect();
+        assert!(names.contains(&"OIDC_ISSUER".to_string()));
+
+        let mut pairs = OK.to_vec();
+        pairs.push(("TURNSTILE_SECRET_KEY", "0x4AAAA-secret"));
+        assert_eq!(load(&pairs).unwrap_err()[0].name, "TURNSTILE_SITE_KEY");
+        pairs.push(("TURNSTILE_SITE_KEY", "0x4AAAA-site"));
+        let t = load(&pairs).unwrap().turnstile.unwrap();
+        assert_eq!(t.verify_url, "https://challenges.cloudflare.com/turnstile/v0/siteverify");
     }
 }

@@ -3,6 +3,7 @@
 
 use super::ctx::Ctx;
 use super::extract::{id_cursor, page_limit, paginate};
+use super::request::Request;
 use super::{auth, json_response};
 use crate::adapters::d1::Db;
 use crate::adapters::store::users::{self, User};
@@ -10,7 +11,7 @@ use crate::domain::error::AppResult;
 use crate::domain::ids::UserId;
 use crate::domain::time::rfc3339;
 use serde_json::{json, Value};
-use worker::{Request, Response};
+use worker::Response;
 
 pub fn user_view(u: &User) -> Value {
     json!({ "id": u.id, "name": u.name, "credits": u.credits, "owed": u.owed, "created_at": rfc3339(u.created_at) })

@@ -5,6 +5,7 @@
 
 use super::ctx::Ctx;
 use super::extract::{decode_cursor, encode_cursor, page_limit, paginate, read_json};
+use super::request::Request;
 use super::{auth, json_response};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
@@ -18,7 +19,7 @@ use crate::domain::ids::OrderId;
 use crate::domain::stripe::{checkout_form, CheckoutRequest, StripeOutcome};
 use serde_json::{json, Value};
 use std::time::Duration;
-use worker::{Delay, Request, Response};
+use worker::{Delay, Response};
 
 const MAX_CHECKOUT_BODY: u64 = 4 * 1024;
 /// A second request for an order whose session another request is creating

@@ -4,6 +4,7 @@
 
 use super::ctx::Ctx;
 use super::extract::{read_form, read_json};
+use super::request::Request;
 use super::{auth, json_response};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use wasm_bindgen::JsCast;
 use worker::js_sys::Uint8Array;
 use worker::web_sys::File;
-use worker::{Delay, Request, Response};
+use worker::{Delay, Response};
 
 const MAX_JSON_BYTES: u64 = 256 * 1024;
 
@@ -62,7 +63,7 @@ pub async fn create(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let db = &pipeline.db;
     let user = auth::user(ctx, &req, db).await?;
     super::billing::ensure_not_owing(&user)?;
-    let idempotency_key = req.headers().get("Idempotency-Key").ok().flatten().map(|k| IdempotencyKey::parse(&k)).transpose()?;
+    let idempotency_key = req.header("Idempotency-Key").map(|k| IdempotencyKey::parse(&k)).transpose()?;
     count_against_rate_limit(db, &user, &cfg).await?;
     let intake = read_intake(ctx, &req, &cfg).await?;
     let fingerprint = intake.fingerprint();
@@ -113,7 +114,7 @@ async fn count_against_rate_limit(db: &Db, user: &User, cfg: &Config) -> AppResu
 /// Reads the JSON or multipart body and checks everything that can be checked
 /// before money moves.
 async fn read_intake(ctx: &Ctx, req: &Request, cfg: &Config) -> AppResult<Intake> {
-    let content_type = req.headers().get("Content-Type").ok().flatten().unwrap_or_default().to_ascii_lowercase();
+    let content_type = req.header("Content-Type").unwrap_or_default().to_ascii_lowercase();
     let intake = if content_type.starts_with("multipart/form-data") {
         read_multipart(req, cfg.max_body_bytes, cfg.max_upload_bytes).await?
     } else if content_type.starts_with("application/json") {

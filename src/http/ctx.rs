@@ -12,7 +12,7 @@ use crate::domain::query::parse_query;
 use crate::domain::signature::signed_file_url;
 use crate::pipeline::Pipeline;
 use serde_json::json;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 use worker::{Context, Env};
@@ -32,6 +32,10 @@ pub struct Ctx {
     query: Vec<(String, String)>,
     params: Vec<(&'static str, String)>,
     config: OnceCell<Result<Rc<Config>, AppError>>,
+    /// `Set-Cookie` values for the response, whatever it turns out to be.
+    cookies: RefCell<Vec<String>>,
+    /// Errors become an HTML page (a browser navigating through sign-in).
+    html_errors: Cell<bool>,
 }
 
 /// `503 config_error` naming each missing or invalid setting (never its value).
@@ -55,7 +59,19 @@ impl Ctx {
     pub fn new(env: Env, worker: Context, log: Log, request_id: String, url: &str) -> Ctx {
         let (origin, path, query) = split_url(url);
         let query = parse_query(&query);
-        Ctx { env, worker: Rc::new(worker), log, request_id, origin, path, query, params: Vec::new(), config: OnceCell::new() }
+        Ctx {
+            env,
+            worker: Rc::new(worker),
+            log,
+            request_id,
+            origin,
+            path,
+            query,
+            params: Vec::new(),
+            config: OnceCell::new(),
+            cookies: RefCell::new(Vec::new()),
+            html_errors: Cell::new(false),
+        }
     }
 
     pub fn set_params(&mut self, params: Vec<(&'static str, String)>) {
@@ -105,6 +121,40 @@ impl Ctx {
     /// The public origin: `PUBLIC_BASE_URL` when set, else this request's origin.
     pub fn public_origin(&self, cfg: &Config) -> String {
         cfg.public_base_url.clone().unwrap_or_else(|| self.origin.clone())
+    }
+
+    /// Adds a `Set-Cookie` line to the response (error responses included).
+    pub fn set_cookie(&self, line: String) {
+        self.cookies.borrow_mut().push(line);
+    }
+
+    pub fn take_cookies(&self) -> Vec<String> {
+        self.cookies.take()
+    }
+
+    /// Errors of this request are shown as an HTML page unless it asks for JSON.
+    pub fn html_errors_unless_json(&self, req: &super::request::Request) {
+        let accept = req.header("Accept").unwrap_or_default();
+        self.html_errors.set(!accept.to_ascii_lowercase().contains("application/json"));
+    }
+
+    pub fn wants_html_errors(&self) -> bool {
+        self.html_errors.get()
+    }
+
+    /// Cookies are `Secure` with `__Host-` names when the public origin is https.
+    pub fn secure_cookies(&self, cfg: &Config) -> bool {
+        crate::domain::session::secure_origin(&self.public_origin(cfg))
+    }
+
+    /// The origins this site's pages are served from: `PUBLIC_BASE_URL` and
+    /// the origin this request was sent to.
+    pub fn own_origins<'a>(&'a self, cfg: &'a Config) -> Vec<&'a str> {
+        let mut ours = vec![self.origin.as_str()];
+        if let Some(p) = cfg.public_base_url.as_deref() {
+            ours.push(p);
+        }
+        ours
     }
 
     /// Signs storage keys into `/files/` URLs on this request's origin, valid for

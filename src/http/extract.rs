@@ -3,6 +3,7 @@
 //! failure is an [`AppError`] with the api.md code.
 
 use super::ctx::Ctx;
+use super::request::Request;
 pub use crate::adapters::streams::too_large;
 use crate::adapters::streams::{body_error, read_request_body, settle, Counted};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
@@ -10,7 +11,6 @@ use serde_json::Value;
 use wasm_bindgen::JsCast;
 use worker::js_sys::Uint8Array;
 use worker::web_sys::{FormData, Response as WebResponse, ResponseInit};
-use worker::Request;
 
 /// Reads a whole body, refusing it (413) when its declared length is over
 /// `max_bytes` and, with or without a declared length, the moment more than
@@ -19,7 +19,7 @@ pub async fn read_body(req: &Request, max_bytes: u64) -> AppResult<Vec<u8>> {
     match check_length(req, max_bytes)? {
         // The runtime holds a body to its declared length: read it in one call.
         Some(_) => {
-            let buffer = settle(req.inner().array_buffer().map_err(|e| AppError::internal(format!("body: {e:?}")))?, Some(30_000))
+            let buffer = settle(req.inner().array_buffer().map_err(|e| AppError::internal(format!("body: {e:?}")))?, None)
                 .await
                 .map_err(body_error)?;
             Ok(Uint8Array::new(&buffer).to_vec())
@@ -31,7 +31,7 @@ pub async fn read_body(req: &Request, max_bytes: u64) -> AppResult<Vec<u8>> {
 
 /// Reads a JSON object body under the same cap.
 pub async fn read_json(req: &Request, max_bytes: u64) -> AppResult<Value> {
-    let ct = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
+    let ct = req.header("Content-Type").unwrap_or_default();
     if !ct.to_ascii_lowercase().starts_with("application/json") {
         return Err(AppError::new(ErrorCode::UnsupportedMediaType, "Send the body as application/json."));
     }
@@ -64,7 +64,7 @@ pub async fn read_form(req: &Request, max_bytes: u64) -> AppResult<FormData> {
 
 /// Refuses a body whose declared length is over the limit, before reading it.
 pub fn check_length(req: &Request, max_bytes: u64) -> AppResult<Option<u64>> {
-    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = req.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
         Some(n) if n > max_bytes => Err(too_large(max_bytes)),
         other => Ok(other),

@@ -2,13 +2,14 @@
 //! Inputs are signed for Kie to fetch, results for the user's history.
 
 use super::ctx::Ctx;
+use super::request::Request;
 use crate::adapters::clock::now_ms;
 use crate::adapters::files::Files;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::query::percent_decode;
 use crate::domain::signature::verify_file_signature;
 use serde_json::json;
-use worker::{Method, Request, Response, ResponseBody};
+use worker::{Method, Response, ResponseBody};
 
 /// Parses `bytes=a-b`, `bytes=a-`, `bytes=-n` against the object size.
 fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
@@ -40,7 +41,7 @@ pub async fn serve(ctx: &Ctx, req: Request) -> AppResult<Response> {
     }
     let files = ctx.files()?;
     let info = files.head(&key).await?.ok_or_else(AppError::not_found)?;
-    let range = req.headers().get("Range").ok().flatten().and_then(|h| parse_range(&h, info.size));
+    let range = req.header("Range").and_then(|h| parse_range(&h, info.size));
     let (status, body, length) = if req.method() == Method::Head {
         (200, ResponseBody::Empty, info.size)
     } else {

@@ -3,6 +3,7 @@
 
 use super::ctx::Ctx;
 use super::json_response;
+use super::request::Request;
 use crate::adapters::cache::Cache;
 use crate::adapters::files::Files;
 use crate::adapters::settings;
@@ -10,7 +11,7 @@ use crate::build_info::{BUILT_AT, COMMIT, VERSION};
 use crate::domain::error::AppResult;
 use crate::domain::signature::probe_signature;
 use serde_json::json;
-use worker::{Request, Response};
+use worker::Response;
 
 /// Where diagnose keeps the nonce it asks the public URL to sign.
 pub fn probe_cache_key(nonce: &str) -> String {

@@ -10,9 +10,12 @@ pub mod ctx;
 mod extract;
 mod files;
 mod health;
+mod keys;
 mod models;
 mod page;
+mod request;
 mod routes;
+mod signin;
 mod stripe_webhook;
 mod tasks;
 mod webhook;
@@ -23,9 +26,10 @@ use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::ids::is_ray_id;
 use crate::domain::signature::base32;
 use ctx::Ctx;
+use request::Request;
 use routes::Lookup;
 use serde_json::{json, Value};
-use worker::{Context, Env, Request, Response};
+use worker::{Context, Env, Response};
 
 pub fn json_response(status: u16, body: &Value) -> AppResult<Response> {
     let resp = Response::from_json(body).map_err(|e| AppError::internal(format!("json response: {e}")))?;
@@ -54,6 +58,9 @@ fn error_response(ctx: &Ctx, err: &AppError) -> Response {
     } else {
         ctx.log.warn("http.rejected", "request refused", fields);
     }
+    if ctx.wants_html_errors() {
+        return page::error_page(err, &ctx.request_id);
+    }
     let body = err.body(&ctx.request_id);
     let mut resp = match Response::from_json(&body) {
         Ok(r) => r.with_status(err.status()),
@@ -72,7 +79,8 @@ fn error_response(ctx: &Ctx, err: &AppError) -> Response {
     resp
 }
 
-pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Response {
+pub async fn handle(raw: worker::web_sys::Request, env: Env, worker_ctx: Context) -> Response {
+    let req = Request::new(raw);
     let started_ms = now_ms();
     let request_id = request_id(&req);
     let method = req.method();
@@ -97,6 +105,9 @@ pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Response {
     let h = resp.headers_mut();
     let _ = h.set("X-Request-Id", &request_id);
     let _ = h.set("X-Content-Type-Options", "nosniff");
+    for cookie in ctx.take_cookies() {
+        let _ = h.append("Set-Cookie", &cookie);
+    }
     if !h.has("Cache-Control").unwrap_or(false) {
         let _ = h.set("Cache-Control", "no-store");
     }

@@ -3,10 +3,11 @@
 
 use super::ctx::Ctx;
 use super::json_response;
+use super::request::Request;
 use crate::domain::error::AppResult;
 use crate::domain::model::MODELS;
 use serde_json::{json, Value};
-use worker::{Request, Response};
+use worker::Response;
 
 pub async fn list(ctx: &Ctx, _req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;

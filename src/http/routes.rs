@@ -3,11 +3,12 @@
 //! the rest of the path.
 
 use super::ctx::Ctx;
-use super::{account, admin, billing, create, files, health, models, page, stripe_webhook, tasks, webhook};
+use super::request::Request;
+use super::{account, admin, billing, create, files, health, keys, models, page, signin, stripe_webhook, tasks, webhook};
 use crate::domain::error::AppResult;
 use std::future::Future;
 use std::pin::Pin;
-use worker::{Method, Request, Response};
+use worker::{Method, Response};
 
 pub type Reply<'a> = Pin<Box<dyn Future<Output = AppResult<Response>> + 'a>>;
 pub type Handler = for<'a> fn(&'a Ctx, Request) -> Reply<'a>;
@@ -49,6 +50,15 @@ pub static ROUTES: &[Route] = &[
     route!(Get "/api/tasks/:id", "tasks.get", tasks::get),
     route!(Get "/api/me", "me", account::me),
     route!(Get "/api/me/ledger", "me.ledger", account::ledger),
+    route!(Get "/api/me/keys", "me.keys.list", keys::list),
+    route!(Post "/api/me/keys", "me.keys.create", keys::create),
+    route!(Delete "/api/me/keys/:id", "me.keys.revoke", keys::revoke),
+    route!(Delete "/api/me/sessions", "me.sessions.end", keys::end_sessions),
+    route!(Get "/auth/login", "auth.login", signin::login),
+    route!(Get "/auth/callback", "auth.callback", signin::callback),
+    route!(Post "/auth/signup", "auth.signup", signin::signup),
+    route!(Post "/auth/logout", "auth.logout", signin::logout),
+    route!(Get "/auth/status", "auth.status", signin::status),
     route!(Post "/api/webhooks/kie-image", "webhook", webhook::receive),
     route!(Post "/webhooks/kie-image", "webhook", webhook::receive),
     route!(Get "/api/billing/packs", "billing.packs", billing::packs),

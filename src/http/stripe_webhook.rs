@@ -8,6 +8,7 @@ use super::billing::enabled;
 use super::ctx::Ctx;
 use super::extract::read_body;
 use super::json_response;
+use super::request::Request;
 use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
 use crate::adapters::store::orders::{self, Applied, ReversalRequest};
@@ -15,7 +16,7 @@ use crate::domain::billing::{Order, OrderTransition, ReversalKind};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::stripe::{parse_event, verify_signature, CloseReason, StripeAction, StripeEvent, SIGNATURE_TOLERANCE_S};
 use serde_json::json;
-use worker::{Request, Response};
+use worker::Response;
 
 /// Stripe's events are a few KB; a charge with many refunds stays far below this.
 const MAX_EVENT_BYTES: u64 = 512 * 1024;
@@ -24,7 +25,7 @@ pub async fn receive(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;
     let billing = enabled(&cfg)?;
     let body = read_body(&req, MAX_EVENT_BYTES).await?;
-    let header = req.headers().get("Stripe-Signature").ok().flatten();
+    let header = req.header("Stripe-Signature");
     if let Err(why) = verify_signature(&billing.webhook_secret, header.as_deref(), &body, now_ms() / 1000, SIGNATURE_TOLERANCE_S) {
         ctx.log.warn("stripe.rejected", "Stripe webhook refused: signature", json!({ "reason": why.reason() }));
         return Err(

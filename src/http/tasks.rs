@@ -1,8 +1,10 @@
 //! `GET /api/tasks/:id` (with the polling fallback) and `GET /api/tasks`.
 
+use super::auth::{self, Credential};
 use super::ctx::Ctx;
 use super::extract::{decode_cursor, encode_cursor, page_limit, paginate};
-use super::{auth, json_response};
+use super::json_response;
+use super::request::Request;
 use crate::adapters::clock::now_ms;
 use crate::adapters::store::tasks;
 use crate::domain::error::{AppError, AppResult};
@@ -10,7 +12,7 @@ use crate::domain::ids::TaskId;
 use crate::domain::task::{Task, TaskState};
 use crate::pipeline::Pipeline;
 use serde_json::json;
-use worker::{Request, Response};
+use worker::Response;
 
 pub async fn get(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;
@@ -20,14 +22,18 @@ pub async fn get(ctx: &Ctx, req: Request) -> AppResult<Response> {
     json_response(200, &json!({ "task": task.view(&ctx.result_url(&cfg)) }))
 }
 
-/// The caller's task, read and authenticated by one indexed query; a bad key
-/// is 401, a task that is missing or someone else's is 404.
+/// The caller's task, read and authenticated by one indexed query (by key or
+/// by session); a bad credential is 401, a task that is missing or someone
+/// else's is 404.
 async fn read_own_task(ctx: &Ctx, req: &Request, pipeline: &Pipeline) -> AppResult<Task> {
-    let hash = auth::user_key_hash(req)?;
+    let credential = auth::credential(ctx, req)?;
     let found = match TaskId::parse(ctx.param("id")) {
         Some(id) => {
             ctx.log.set("task_id", id.as_str());
-            tasks::for_key(&pipeline.db, &hash, &id).await?
+            match &credential {
+                Credential::Key(hash) => tasks::for_key(&pipeline.db, hash, &id).await?,
+                Credential::Session(hash) => tasks::for_session(&pipeline.db, hash, &id, now_ms()).await?,
+            }
         }
         None => None,
     };

@@ -6,6 +6,7 @@
 use super::ctx::Ctx;
 use super::extract::read_body;
 use super::json_response;
+use super::request::Request;
 use crate::adapters::clock::now_ms;
 use crate::adapters::store::tasks::{self, CallbackTarget};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
@@ -15,7 +16,7 @@ use crate::domain::signature::{ct_eq, verify_kie_webhook};
 use crate::pipeline::Pipeline;
 use serde_json::json;
 use std::time::Duration;
-use worker::{Delay, Request, Response};
+use worker::{Delay, Response};
 
 const MAX_CALLBACK_BYTES: u64 = 256 * 1024;
 const HMAC_WINDOW_S: i64 = 300;
@@ -59,8 +60,7 @@ async fn read_callback(ctx: &Ctx, req: &Request) -> AppResult<KieCallback> {
 
 /// Kie's HMAC over the body's task id and the timestamp header.
 fn check_signature(req: &Request, key: &str, callback: &KieCallback) -> AppResult<()> {
-    let header = |n: &str| req.headers().get(n).ok().flatten();
-    let (ts, sig) = (header("X-Webhook-Timestamp"), header("X-Webhook-Signature"));
+    let (ts, sig) = (req.header("X-Webhook-Timestamp"), req.header("X-Webhook-Signature"));
     let task_id = callback.provider_task_id.as_ref().map(|p| p.as_str());
     verify_kie_webhook(key, task_id, ts.as_deref(), sig.as_deref(), now_ms() / 1000, HMAC_WINDOW_S)
         .map_err(|why| AppError::unauthorized("The callback signature is not valid.").with_internal(why.reason()))

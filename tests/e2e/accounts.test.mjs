@@ -243,8 +243,9 @@ test('history pages are newest first with stable cursors, and read through index
   assert.equal(ledger.body.entries.length, 3);
   const next = await s.api('GET', `/api/me/ledger?limit=3&cursor=${ledger.body.next_cursor}`, { key: u.key });
   assert.ok(next.body.entries[0].id < ledger.body.entries[2].id);
-  const total = (await s.sql('SELECT COUNT(*) AS n FROM ledger WHERE user_id = ?', u.id))[0].n;
-  assert.equal(total, 1 + 6 + (await s.sql("SELECT COUNT(*) AS n FROM ledger WHERE user_id = ? AND kind != 'reserve' AND kind != 'grant'", u.id))[0].n);
+  // One read: the tasks are still finishing (captures keep arriving).
+  const [kinds] = await s.sql("SELECT SUM(kind = 'grant') AS grants, SUM(kind = 'reserve') AS reserves FROM ledger WHERE user_id = ?", u.id);
+  assert.deepEqual(kinds, { grants: 1, reserves: 6 });
 
   // Query plans of the hot reads: no full table scans.
   const plans = {

@@ -48,7 +48,8 @@ test('duplicated x5, late and out-of-order callbacks all end in the right state 
   const { u, ids, finals } = await runWith({ duplicates: 4, delayMs: 600, reorder: true }, ['ok one', 'bad one [sim:internal]', 'ok two']);
   assert.deepEqual(finals.map((t) => t.state), ['succeeded', 'failed', 'succeeded']);
   assert.equal(finals[1].error_code, 'provider_failed');
-  await sleep(800); // let the stale (out-of-order) copies land
+  // Every copy, the stale (out-of-order) ones included, has been handled.
+  await waitFor(() => s.logs.filter((l) => l.event === 'http.request' && l.route === 'webhook' && ids.includes(l.task_id)).length >= 15, { what: 'all 15 callbacks handled' });
   assert.deepEqual(await ledgerKinds(ids[0]), ['reserve', 'capture']);
   assert.deepEqual(await ledgerKinds(ids[1]), ['reserve', 'release']);
   assert.deepEqual(await ledgerKinds(ids[2]), ['reserve', 'capture']);

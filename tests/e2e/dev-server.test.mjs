@@ -4,9 +4,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, requireBuild, waitFor, quietPort } from './harness.mjs';
+import { readDevVars } from '../../scripts/dev-vars.mjs';
 
 let child;
 let output = '';
@@ -32,7 +33,8 @@ test('scripts/dev.sh serves the walk-through end to end', { timeout: 240000 }, a
     }
   }, { timeoutMs: 200000, intervalMs: 500, what: 'wrangler dev to answer' });
 
-  const admin = readFileSync(path.join(ROOT, '.dev.vars'), 'utf8').match(/^ADMIN_TOKEN=(.+)$/m)[1].trim();
+  // As wrangler read it (quotes, comments, export).
+  const admin = readDevVars(path.join(ROOT, '.dev.vars')).ADMIN_TOKEN;
   const json = { 'content-type': 'application/json' };
   const user = await (await fetch(`${w}/api/admin/users`, { method: 'POST', headers: { ...json, authorization: `Bearer ${admin}` }, body: JSON.stringify({ name: 'Ada', credits: 10 }) })).json();
   const key = user.api_key;

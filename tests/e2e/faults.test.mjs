@@ -24,20 +24,22 @@ async function settle(key, ids) {
   }, { timeoutMs: 30000, intervalMs: 500, what: 'tasks to settle' });
 }
 
-test('429 for a while, then 455, then HTTP 500, then a timeout: nothing lost, nothing charged without finishing', async () => {
+test('429, then 455, then HTTP 500, garbage and a refused key: nothing lost, nothing charged without finishing', async () => {
   const u = await s.createUser(100);
-  s.sim.addFault({ endpoint: 'create', kind: 'code_429', durationMs: 2500 });
+  // Each fault lasts until it is cleared, not for a time: a slow machine
+  // cannot let a create slip past the end of it.
+  s.sim.addFault({ endpoint: 'create', kind: 'code_429', times: -1 });
   const limited = [await create(u.key, 'during 429 a'), await create(u.key, 'during 429 b')];
   for (const r of limited) {
     assert.equal(r.status, 202, r.text);
     assert.equal(r.body.task.state, 'queued');
   }
-  await sleep(2600);
-  s.sim.addFault({ endpoint: 'create', kind: 'code_455', durationMs: 1500 });
+  s.sim.clearFaults();
+  s.sim.addFault({ endpoint: 'create', kind: 'code_455', times: -1 });
   const maint = await create(u.key, 'during maintenance');
   assert.equal(maint.status, 202);
   assert.equal(maint.body.task.state, 'queued');
-  await sleep(1600);
+  s.sim.clearFaults();
   const settled = await settle(u.key, [...limited, maint].map((r) => r.body.task.id));
   assert.deepEqual(settled.map((t) => t.state), ['succeeded', 'succeeded', 'succeeded']);
   for (const t of settled) assert.deepEqual(await ledgerKinds(t.id), ['reserve', 'capture']);
@@ -56,12 +58,6 @@ test('429 for a while, then 455, then HTTP 500, then a timeout: nothing lost, no
   assert.deepEqual(await ledgerKinds(five.body.error.details.task.id), ['reserve', 'release']);
   assert.ok(s.logs.some((l) => l.event === 'kie.ambiguous' && l.task_id === five.body.error.details.task.id));
 
-  s.sim.addFault({ endpoint: 'create', kind: 'timeout', times: 1 });
-  const slow = await create(u.key, 'during a timeout');
-  assert.equal(slow.status, 502);
-  assert.deepEqual(await ledgerKinds(slow.body.error.details.task.id), ['reserve', 'release']);
-  assert.ok(s.logs.some((l) => l.event === 'kie.call' && l.task_id === slow.body.error.details.task.id && l.kie_transport === 'timed out'));
-
   s.sim.addFault({ endpoint: 'create', kind: 'garbage', times: 1 });
   const garbage = await create(u.key, 'garbage answer');
   assert.equal(garbage.status, 502);
@@ -72,6 +68,17 @@ test('429 for a while, then 455, then HTTP 500, then a timeout: nothing lost, no
   assert.equal(unauth.status, 502);
   assert.ok(s.logs.some((l) => l.event === 'kie.rejected' && l.kie_code === 401));
 
+  // 501 (generation failed) and 505 (model disabled) are Kie's definite refusals, not lost answers.
+  for (const code of [501, 505]) {
+    s.sim.addFault({ endpoint: 'create', kind: `code_${code}`, times: 1 });
+    const refused = await create(u.key, `refused ${code}`);
+    assert.equal(refused.status, 502, refused.text);
+    const id = refused.body.error.details.task.id;
+    assert.deepEqual(await ledgerKinds(id), ['reserve', 'release']);
+    assert.ok(s.logs.some((l) => l.event === 'kie.rejected' && l.task_id === id && l.kie_code === code), `kie.rejected ${code}`);
+    assert.ok(!s.logs.some((l) => l.event === 'kie.ambiguous' && l.task_id === id), `${code} is not ambiguous`);
+  }
+
   const inv = await ledgerInvariant(s, u.id);
   assert.equal(inv.balance, 100 - 3 * 2, 'only the three finished tasks are paid for');
   assert.equal(inv.ledgerSum, inv.balance);
@@ -79,16 +86,41 @@ test('429 for a while, then 455, then HTTP 500, then a timeout: nothing lost, no
   assert.equal(active[0].n, 0, 'no task is left hanging');
 });
 
+test('a create Kie never answers times out: failed, refunded, logged as a timeout', async () => {
+  // A short Kie timeout on a stack of its own: elsewhere a loaded machine
+  // could make a genuine answer miss it.
+  const t = await startStack({ name: 'kie-timeout', vars: { KIE_TIMEOUT_MS: '1000' } });
+  try {
+    const u = await t.createUser(10);
+    t.sim.addFault({ endpoint: 'create', kind: 'timeout', times: 1 });
+    const slow = await t.api('POST', '/api/create/ai-image', { key: u.key, json: { model: 'nano-banana', prompt: 'during a timeout' } });
+    assert.equal(slow.status, 502, slow.text);
+    const id = slow.body.error.details.task.id;
+    assert.deepEqual((await t.sql('SELECT kind FROM ledger WHERE task_id = ? ORDER BY id', id)).map((r) => r.kind), ['reserve', 'release']);
+    assert.ok(t.logs.some((l) => l.event === 'kie.call' && l.task_id === id && l.kie_transport === 'timed out'));
+    assert.equal((await ledgerInvariant(t, u.id)).balance, 10);
+  } finally {
+    await t.close();
+  }
+});
+
 test('record-info failing for a while: polling recovers', async () => {
   s.sim.configure({ callbacks: { drop: true } });
   try {
     const u = await s.createUser(10);
-    s.sim.addFault({ endpoint: 'record', kind: 'http_500', durationMs: 5000 });
+    // Failing until the Worker has met the failure, then recovering.
+    s.sim.addFault({ endpoint: 'record', kind: 'http_500', times: -1 });
     const r = await create(u.key, 'record is flaky');
-    const t = await s.waitTerminal(u.key, r.body.task.id, 20000);
+    const id = r.body.task.id;
+    await waitFor(async () => {
+      await s.task(u.key, id);
+      return s.logs.some((l) => l.event === 'kie.record_unavailable' && l.task_id === id);
+    }, { timeoutMs: 30000, intervalMs: 500, what: 'a poll to meet the failing record-info' });
+    s.sim.clearFaults();
+    const t = await s.waitTerminal(u.key, id, 30000);
     assert.equal(t.state, 'succeeded');
-    assert.ok(s.logs.some((l) => l.event === 'kie.record_unavailable' && l.task_id === t.id));
   } finally {
+    s.sim.clearFaults();
     s.sim.configure({ callbacks: { drop: false } });
   }
 });

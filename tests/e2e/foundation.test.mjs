@@ -1,7 +1,7 @@
 // The first vertical slice and the cross-cutting rules of the foundation.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, requireBuild, waitFor, SECRETS } from './harness.mjs';
+import { startStack, requireBuild, waitFor, SECRETS, migrationNames } from './harness.mjs';
 import { startKieSim } from '../../sim/kie-sim.mjs';
 
 let s;
@@ -108,4 +108,19 @@ test('with the simulator stopped, create answers 202 queued and the task complet
   await s.cron();
   const t = await s.waitTerminal(u.key, r.body.task.id);
   assert.equal(t.state, 'succeeded');
+});
+
+test('D1 is migrated by wrangler itself: d1_migrations as wrangler records it, and diagnose agrees', async () => {
+  const rows = await s.sql('SELECT id, name, applied_at FROM d1_migrations ORDER BY id');
+  assert.deepEqual(rows.map((r) => r.name), migrationNames());
+  rows.forEach((r, i) => {
+    assert.equal(r.id, i + 1);
+    assert.match(r.applied_at, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+  });
+  const [table] = await s.sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'd1_migrations'");
+  assert.deepEqual(table.sql.replace(/\s+/g, ' '), 'CREATE TABLE d1_migrations( id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL )');
+  const r = await s.admin('GET', '/api/admin/diagnose');
+  const d1 = r.body.checks.find((c) => c.name === 'd1');
+  assert.equal(d1.status, 'pass', d1.hint);
+  assert.ok(d1.hint.includes(migrationNames().at(-1)), d1.hint);
 });

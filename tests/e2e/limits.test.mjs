@@ -196,3 +196,26 @@ test('every line that closes an invocation stays inside the subrequest budget an
     assert.ok(l.connections_peak <= 6, `${l.event} ${l.path ?? ''}: ${l.connections_peak} connections`);
   }
 });
+
+test('a create refused for the unfinished-task cap, the balance or the rate leaves nothing in storage', async () => {
+  const capped = await startStack({ name: 'limits-refused', vars: { MAX_ACTIVE_TASKS: '1', RATE_LIMIT_PER_MINUTE: '1000' } });
+  try {
+    const u = await capped.createUser(100);
+    // One unfinished task (Kie never finishes it) fills the cap.
+    const first = await capped.api('POST', '/api/create/ai-image', { key: u.key, json: { model: 'nano-banana', prompt: 'hold the slot [sim:never]' } });
+    assert.equal(first.status, 202, first.text);
+    const keysBefore = await capped.r2Keys('in/');
+    for (let i = 0; i < 5; i++) {
+      const r = await capped.api('POST', '/api/create/ai-image', { key: u.key, form: form({ model: 'nano-banana-edit', prompt: `refused ${i}` }, [pngBytes(32, 32)]) });
+      assert.equal(r.status, 429, r.text);
+      assert.equal(r.body.error.details.limit, 'active_tasks');
+    }
+    const poor = await capped.createUser(0);
+    const broke = await capped.api('POST', '/api/create/ai-image', { key: poor.key, form: form({ model: 'nano-banana-edit', prompt: 'no credits' }, [pngBytes(32, 32)]) });
+    assert.equal(broke.status, 402);
+    assert.deepEqual(await capped.r2Keys('in/'), keysBefore, 'refused creates stored no input');
+    assert.equal((await ledgerInvariant(capped, u.id)).balance, 100 - 2);
+  } finally {
+    await capped.close();
+  }
+});

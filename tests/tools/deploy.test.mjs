@@ -58,6 +58,18 @@ test('a missing secret in that environment is refused, naming it and the command
   assert.doesNotMatch(r.stderr, /secret ADMIN_TOKEN is not set/);
 });
 
+test('sign-in turned on (OIDC_CLIENT_ID) without its client secret is refused; Turnstile needs its site key', () => {
+  const signIn = ready.replace('ENVIRONMENT = "production"', 'ENVIRONMENT = "production"\nOIDC_CLIENT_ID = "1234-abc.apps.googleusercontent.com"');
+  const base = ['KIEAI_APIKEY', 'ADMIN_TOKEN', 'FILE_URL_SECRET'];
+  let r = run(['--env', 'production', '--dry-run'], { toml: signIn });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /secret OIDC_CLIENT_SECRET is not set for env production: run `npx wrangler secret put OIDC_CLIENT_SECRET --env production`/);
+  assert.equal(run(['--env', 'production', '--dry-run'], { toml: signIn, secrets: [...base, 'OIDC_CLIENT_SECRET'] }).status, 0);
+  r = run(['--env', 'production', '--dry-run'], { toml: signIn, secrets: [...base, 'OIDC_CLIENT_SECRET', 'TURNSTILE_SECRET_KEY'] });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /no TURNSTILE_SITE_KEY/);
+});
+
 test('a ready environment passes the checks', () => {
   const r = run(['--env', 'production', '--dry-run']);
   assert.equal(r.status, 0, r.stderr);

@@ -3,6 +3,7 @@
 //! transaction each), so concurrent requests, callbacks and cron runs cannot
 //! double-spend, double-refund or move a terminal task.
 
+pub mod accounts;
 pub mod ops;
 pub mod orders;
 pub mod tasks;

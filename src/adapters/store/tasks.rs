@@ -35,6 +35,19 @@ pub async fn for_key(db: &Db, key_hash: &str, id: &TaskId) -> AppResult<Option<T
     db.first(stmt).await
 }
 
+/// A task as seen by the holder of a live session: the same one query that
+/// also authenticates, for cookie-signed-in browsers polling their task.
+pub async fn for_session(db: &Db, session_hash: &str, id: &TaskId, now: i64) -> AppResult<Option<Task>> {
+    let stmt = db.stmt(
+        &format!(
+            "SELECT {TASK_COLUMNS} FROM sessions s JOIN tasks t ON t.user_id = s.user_id \
+             WHERE s.id_hash = ?1 AND s.expires_at > ?3 AND t.id = ?2"
+        ),
+        &[text(session_hash), text(id.as_str()), num(now)],
+    )?;
+    db.first(stmt).await
+}
+
 /// What a callback needs of its task: where it is, whose it is, and the
 /// token its callback URL must carry (five columns, not the whole row).
 #[derive(Debug, Deserialize)]

@@ -2,12 +2,13 @@
 
 use super::super::extract::{id_cursor, page_limit, paginate};
 use super::super::json_response;
+use super::super::request::Request;
 use super::{open, Ctx};
 use crate::adapters::store::ops;
 use crate::domain::error::AppResult;
 use crate::domain::time::rfc3339;
 use serde_json::{json, Value};
-use worker::{Request, Response};
+use worker::Response;
 
 pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let (_, db) = open(ctx, &req).await?;

@@ -5,23 +5,29 @@
 
 use super::super::ctx::{config_error, Ctx};
 use super::super::health::probe_cache_key;
+use super::super::request::Request;
 use super::super::{auth, json_response};
 use crate::adapters::cache::Cache;
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
 use crate::adapters::files::Files;
 use crate::adapters::kie::KieClient;
+use crate::adapters::oidc::OidcClient;
 use crate::adapters::outbound;
 use crate::adapters::settings::{read_config, setting};
 use crate::adapters::store::ops;
 use crate::adapters::stripe::StripeClient;
+use crate::adapters::turnstile;
 use crate::build_info::{COMMIT, VERSION};
 use crate::domain::config::{Config, ConfigProblem, REQUIRED_SECRETS};
 use crate::domain::error::{AppError, AppResult};
+use crate::domain::jwt::count_usable_keys;
 use crate::domain::kie::Transport;
+use crate::domain::oidc::discovery_url;
 use crate::domain::signature::{probe_signature, signed_file_url};
+use crate::domain::turnstile::Verdict;
 use serde_json::{json, Value};
-use worker::{Request, Response};
+use worker::Response;
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
@@ -70,11 +76,12 @@ pub async fn run(ctx: &Ctx, req: Request) -> AppResult<Response> {
             let reaches_us = public_base_url(ctx, &mut r, cfg, &nonce).await;
             r2(ctx, &mut r, Some(cfg), reaches_us).await;
             kie(ctx, &mut r, cfg).await;
+            sign_in(ctx, &mut r, cfg).await;
             billing(ctx, &mut r, cfg).await;
         }
         Err(_) => {
             r2(ctx, &mut r, None, false).await;
-            for name in ["public base url", "public input url", "kie key"] {
+            for name in ["public base url", "public input url", "kie key", "sign-in provider"] {
                 r.skip(name, "needs a complete configuration first");
             }
         }
@@ -254,6 +261,64 @@ async fn kie(ctx: &Ctx, r: &mut Report, cfg: &Config) {
     match client.credit().await {
         Ok(balance) => r.pass("kie key", format!("accepted by {}; account balance {} Kie credits", cfg.kie_api_base, json!(balance))),
         Err(why) => r.fail("kie key", format!("the free credit call to {} failed: {why}", cfg.kie_api_base)),
+    }
+}
+
+/// Sign-in with the OpenID provider: the redirect URI to register, the
+/// discovery document and the signing keys (fetched now, not from the cache),
+/// and the Turnstile secret (siteverify with a dummy token: a valid secret
+/// gets the token refused, an invalid one gets `invalid-input-secret`).
+async fn sign_in(ctx: &Ctx, r: &mut Report, cfg: &Config) {
+    let Some(settings) = &cfg.oidc else {
+        r.skip("sign-in provider", "OIDC_CLIENT_ID is not set: people sign in with API keys only");
+        return;
+    };
+    let production = cfg.environment == "production";
+    let redirect_uri = format!("{}/auth/callback", ctx.public_origin(cfg));
+    match &cfg.public_base_url {
+        Some(base) if production && !base.starts_with("https://") => {
+            r.fail("oidc redirect uri", format!("{redirect_uri} is not https; providers refuse http redirect URIs in production"))
+        }
+        Some(_) => r.pass(
+            "oidc redirect uri",
+            format!("{redirect_uri}: register exactly this as an authorised redirect URI of client {}", settings.client_id),
+        ),
+        None if production => {
+            r.fail("oidc redirect uri", "PUBLIC_BASE_URL is not set: the redirect URI would follow whatever host a request used")
+        }
+        None => r.skip("oidc redirect uri", format!("PUBLIC_BASE_URL is not set: the redirect URI follows the request ({redirect_uri})")),
+    }
+    let client = OidcClient { settings, production, cache: None, log: &ctx.log };
+    let discovery = match client.discover_fresh().await {
+        Ok(d) => {
+            r.pass(
+                "oidc discovery",
+                format!("{} answers for issuer {} (PKCE S256, client auth {:?})", discovery_url(&settings.issuer), d.issuer, d.client_auth),
+            );
+            d
+        }
+        Err(e) => {
+            r.fail("oidc discovery", format!("{}: {}", discovery_url(&settings.issuer), e.into_app_error().internal.unwrap_or_default()));
+            r.skip("oidc keys", "needs the discovery document");
+            return;
+        }
+    };
+    match client.jwks_fresh(&discovery).await {
+        Ok(jwks) => match count_usable_keys(&jwks) {
+            0 => r.fail("oidc keys", format!("{} has no RS256 or ES256 signing key", discovery.jwks_uri)),
+            n => r.pass("oidc keys", format!("{} has {n} usable signing key(s)", discovery.jwks_uri)),
+        },
+        Err(e) => r.fail("oidc keys", format!("{}: {}", discovery.jwks_uri, e.into_app_error().internal.unwrap_or_default())),
+    }
+    match &cfg.turnstile {
+        None => r.skip("turnstile", "TURNSTILE_SECRET_KEY is not set: first sign-ins have no human check (the per-IP limit still applies)"),
+        Some(t) => match turnstile::verify(t, "diagnose-dummy-token", None, &ctx.log).await {
+            Ok(Verdict::Failed(codes)) if codes.iter().any(|c| c == "invalid-input-secret") => {
+                r.fail("turnstile", "siteverify says TURNSTILE_SECRET_KEY is not valid; copy it from the Turnstile widget's settings")
+            }
+            Ok(_) => r.pass("turnstile", format!("{} accepts the secret key", t.verify_url)),
+            Err(why) => r.fail("turnstile", format!("siteverify did not answer: {why}")),
+        },
     }
 }
 

@@ -9,12 +9,12 @@ pub mod users;
 
 use super::auth;
 use super::ctx::Ctx;
+use super::request::Request;
 use crate::adapters::d1::Db;
 use crate::domain::config::Config;
 use crate::domain::error::{AppError, AppResult};
 use serde_json::{json, Value};
 use std::rc::Rc;
-use worker::Request;
 
 const MAX_ADMIN_BODY: u64 = 16 * 1024;
 const MAX_CREDITS: i64 = 1_000_000_000;

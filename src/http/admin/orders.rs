@@ -4,6 +4,7 @@
 use super::super::account::user_view;
 use super::super::extract::{decode_cursor, encode_cursor, page_limit, paginate, read_json};
 use super::super::json_response;
+use super::super::request::Request;
 use super::{open, path_id, text_field, Ctx, MAX_ADMIN_BODY};
 use crate::adapters::clock::now_ms;
 use crate::adapters::store::{orders, users};
@@ -11,7 +12,7 @@ use crate::domain::billing::OrderState;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::UserId;
 use serde_json::json;
-use worker::{Request, Response};
+use worker::Response;
 
 /// `GET /api/admin/orders?state=&user_id=&owed=true&limit=&cursor=`, newest first.
 pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {

@@ -3,6 +3,7 @@
 
 use super::super::extract::{decode_cursor, encode_cursor, page_limit, paginate};
 use super::super::json_response;
+use super::super::request::Request;
 use super::{open, path_id, Ctx};
 use crate::adapters::clock::now_ms;
 use crate::adapters::store::{ops, tasks};
@@ -10,7 +11,7 @@ use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::{TaskId, UserId};
 use crate::domain::task::TaskState;
 use serde_json::{json, Value};
-use worker::{Request, Response};
+use worker::Response;
 
 /// `GET /api/admin/tasks?state=&user_id=&stuck=true`.
 pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {

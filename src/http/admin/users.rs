@@ -4,6 +4,7 @@
 use super::super::account::{ledger_page, user_view};
 use super::super::extract::{decode_cursor, encode_cursor, page_limit, paginate, read_json};
 use super::super::json_response;
+use super::super::request::Request;
 use super::{credits_field, open, path_id, text_field, Ctx, MAX_ADMIN_BODY};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::store::users;
@@ -11,7 +12,7 @@ use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::UserId;
 use crate::domain::signature::{api_key_hash, new_api_key};
 use serde_json::json;
-use worker::{Request, Response};
+use worker::Response;
 
 /// `POST /api/admin/users {"name", "credits"}`.
 pub async fn create(ctx: &Ctx, req: Request) -> AppResult<Response> {
