@@ -1,5 +1,6 @@
 //! KV, a cache only (eventually consistent, ≥ 60 s TTLs): never the state of
-//! record. Diagnose keeps its probe nonces here.
+//! record. Diagnose keeps its probe nonces here, and the monitoring whether it
+//! told someone that D1 cannot be read (D1 itself cannot hold that).
 
 use crate::domain::error::{AppError, AppResult};
 use worker::{kv::KvStore, Env};
@@ -29,5 +30,9 @@ impl Cache {
 
     pub async fn get(&self, key: &str) -> AppResult<Option<String>> {
         self.0.get(key).text().await.map_err(|e| kv_error("get", e))
+    }
+
+    pub async fn delete(&self, key: &str) -> AppResult<()> {
+        self.0.delete(key).await.map_err(|e| kv_error("delete", e))
     }
 }

@@ -9,10 +9,12 @@ include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data: https: http:; \
     connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-/// `GET /`, `/index.html`, `/app.js`, `/app.css`.
+/// `GET /`, `/index.html`, `/app.js`, `/app.css`, `/errors.js`; the operator
+/// dashboard `/admin`, `/admin.js`, `/admin.css` (the same CSP).
 pub async fn serve(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let name = match ctx.path.trim_start_matches('/') {
         "" => "index.html",
+        "admin" => "admin.html",
         other => other,
     };
     let (body, content_type, etag) =

@@ -75,7 +75,8 @@ export async function waitFor(fn, { timeoutMs = 15000, intervalMs = 100, what = 
  * Starts simulator + Worker. Options:
  *   vars: extra/overriding bindings; omit: binding names to leave out;
  *   hmac: sign callbacks (and require them); callbacks: false to run without PUBLIC_BASE_URL;
- *   sim: simulator options; noR2: leave the R2 binding out.
+ *   sim: simulator options; noR2: leave the R2 binding out;
+ *   migrations: false to apply none, or a file name prefix ('0001') to stop after that migration.
  */
 export async function startStack(opts = {}) {
   const sim = await startKieSim({ port: 0, host: '127.0.0.1', apiKey: SECRETS.KIEAI_APIKEY, hmacKey: opts.hmac ? HMAC_KEY : null, stepMs: 120, ...(opts.sim || {}) });
@@ -151,8 +152,10 @@ export async function startStack(opts = {}) {
   }
 
   const db = await mf.getD1Database('DB');
-  await db.prepare('CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)').run();
-  for (const m of migrationStatements()) {
+  const upTo = opts.migrations;
+  if (upTo !== false) await db.prepare('CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)').run();
+  for (const m of upTo === false ? [] : migrationStatements()) {
+    if (typeof upTo === 'string' && m.name > upTo && !m.name.startsWith(upTo)) break;
     await db.batch([...m.statements.map((s) => db.prepare(s)), db.prepare('INSERT INTO d1_migrations (name) VALUES (?)').bind(m.name)]);
   }
 

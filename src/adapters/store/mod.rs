@@ -3,6 +3,7 @@
 //! transaction each), so concurrent requests, callbacks and cron runs cannot
 //! double-spend, double-refund or move a terminal task.
 
+pub mod monitoring;
 pub mod ops;
 pub mod tasks;
 pub mod users;
