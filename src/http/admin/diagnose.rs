@@ -421,6 +421,7 @@ async fn cron(r: &mut Report, db: Option<&Db>, production: bool) {
         }
         Ok(None) if production => r.fail("cron", "the scheduled job has never run in this environment; check [triggers] crons"),
         Ok(None) => r.skip("cron", "the scheduled job has not run yet (under wrangler dev it runs on `curl <worker>/__scheduled`)"),
+        Err(e) if e.internal.as_deref().is_some_and(|c| c.contains("no such table")) => r.skip("cron", "needs the migrations (see d1)"),
         Err(_) => r.fail("cron", "could not read the cron history"),
     }
 }
