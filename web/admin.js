@@ -20,7 +20,7 @@ const causeColor = (c, i) => CAUSE[c] || EXTRA[i % EXTRA.length];
 const kieColor = (r) => (r === '200' ? OK : r === 'timeout' ? '#8e44ad' : r === 'unreachable' ? '#5f6b7a'
   : /^(4\d\d|http 4)/.test(r) ? '#d08a1e' : '#c53030');
 
-let token = null, win = '24h', timer = 0, loading = false, metrics = null;
+let token = null, win = '24h', timer = 0, loading = false, metrics = null, drawnWidth = 0, resizeTimer = 0;
 
 // ---- small helpers ---------------------------------------------------------
 function h(tag, props, ...kids) {
@@ -59,12 +59,6 @@ function fmtAge(s) {
 const time = (iso) => new Date(iso).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' });
 const stamp = (iso) => new Date(iso).toLocaleString('en-GB', { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
 const ago = (iso) => fmtAge(Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000)));
-function niceMax(v) {
-  if (!(v > 0)) return 1;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
-}
 
 // ---- HTTP ------------------------------------------------------------------
 class ApiError extends Error {}
@@ -89,10 +83,25 @@ async function api(path, opts = {}) {
 }
 
 // ---- charts ----------------------------------------------------------------
-const W = 640;
+// Every chart is drawn at its container's width in CSS pixels (text stays
+// readable on a phone) and redrawn when the width changes.
+const widthOf = (el) => Math.max(280, Math.round(el.getBoundingClientRect().width) || 640);
+const phone = (w) => w < 520;
+
+/** A round step and top for an axis from 0 to at least `max` (about 4 steps). */
+function scale(max, integer) {
+  const raw = Math.max(max, integer ? 4 : 1e-9) / 4;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  let step = [1, 2, 2.5, 5, 10].map((m) => m * p).find((v) => v >= raw && (!integer || Number.isInteger(v)));
+  if (!step) step = 10 * p;
+  if (integer) step = Math.max(1, Math.round(step));
+  return { step, top: step * Math.max(integer ? 4 : 1, Math.ceil(max / step)) };
+}
 
 function empty(el, text) {
-  el.replaceChildren(s('svg', { viewBox: `0 0 ${W} 70`, role: 'img', 'aria-label': text }, s('text', { x: W / 2, y: 40, 'text-anchor': 'middle', class: 'empty' }, text)));
+  const w = widthOf(el);
+  el.replaceChildren(s('svg', { viewBox: `0 0 ${w} 64`, width: w, height: 64, role: 'img', 'aria-label': text },
+    s('text', { x: w / 2, y: 36, 'text-anchor': 'middle', class: 'empty' }, text)));
   el.dataset.points = '0';
 }
 
@@ -102,46 +111,50 @@ function legend(items) {
     it.name, it.value != null ? h('b', { text: it.value }) : null)));
 }
 
-/** Stacked vertical bars: bars = [{at, label, segments: [{name, value, color}]}]. */
-function stackedBars(el, bars, { unit, emptyText, labelEvery }) {
+function yAxis(svg, { L, R, T, ph, W, top, step, fmt }) {
+  for (let v = 0; v <= top + 1e-9; v += step) {
+    const y = T + ph - (ph * v) / top;
+    svg.append(s('line', { x1: L, x2: W - R, y1: y, y2: y, class: v ? 'gridline' : 'baseline' }),
+      s('text', { x: L - 6, y: y + 4, 'text-anchor': 'end', class: 'axis' }, fmt(v)));
+  }
+}
+
+/** Stacked vertical bars: bars = [{label, tick, segments: [{name, value, color}]}]. */
+function stackedBars(el, bars, { unit, emptyText }) {
   const total = bars.reduce((a, b) => a + b.segments.reduce((x, y) => x + y.value, 0), 0);
   if (!total) return empty(el, emptyText);
-  const H = 220, L = 44, R = 6, T = 10, B = 26, pw = W - L - R, ph = H - T - B;
-  const max = niceMax(Math.max(...bars.map((b) => b.segments.reduce((x, y) => x + y.value, 0))));
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${unit}: ${total} in the window` });
-  for (let i = 0; i <= 4; i++) {
-    const y = T + ph - (ph * i) / 4;
-    svg.append(s('line', { x1: L, x2: W - R, y1: y, y2: y, class: i ? 'gridline' : 'baseline' }),
-      s('text', { x: L - 6, y: y + 4, 'text-anchor': 'end', class: 'axis' }, fmtInt((max * i) / 4)));
-  }
+  const W = widthOf(el), H = phone(W) ? 170 : 210, L = 40, R = 6, T = 10, B = 24, pw = W - L - R, ph = H - T - B;
+  const { top, step } = scale(Math.max(...bars.map((b) => b.segments.reduce((x, y) => x + y.value, 0))), true);
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': `${unit}: ${total} in the window` });
+  yAxis(svg, { L, R, T, ph, W, top, step, fmt: fmtInt });
   const bw = pw / bars.length, gap = Math.min(6, bw * 0.25);
-  const every = labelEvery || Math.ceil(bars.length / 8);
+  const every = Math.ceil(bars.length / Math.max(2, Math.floor(pw / 64)));
   bars.forEach((b, i) => {
     let y = T + ph;
     const x = L + i * bw + gap / 2;
     for (const seg of b.segments) {
       if (!seg.value) continue;
-      const hgt = (ph * seg.value) / max;
+      const hgt = (ph * seg.value) / top;
       y -= hgt;
       svg.append(s('rect', { x: x.toFixed(1), y: y.toFixed(1), width: Math.max(1, bw - gap).toFixed(1), height: Math.max(0.5, hgt).toFixed(1), fill: seg.color, class: 'bar' },
         title(`${b.label}: ${seg.name} ${fmtInt(seg.value)}`)));
     }
-    if (i % every === 0 || i === bars.length - 1 && bars.length <= 8) {
-      svg.append(s('text', { x: (L + i * bw + bw / 2).toFixed(1), y: H - 8, 'text-anchor': 'middle', class: 'axis' }, b.tick));
+    if ((bars.length - 1 - i) % every === 0) {
+      svg.append(s('text', { x: (L + i * bw + bw / 2).toFixed(1), y: H - 7, 'text-anchor': 'middle', class: 'axis' }, b.tick));
     }
   });
   el.replaceChildren(svg);
   el.dataset.points = String(bars.filter((b) => b.segments.some((x) => x.value)).length);
 }
 
-/** Horizontal bars, one row per item: [{label, value, color, text, max?}]. */
+/** Horizontal bars, one row per item: [{label, value, color, text}]. */
 function hbars(el, rows, { emptyText }) {
   if (!rows.length) return empty(el, emptyText);
-  const row = 30, L = 150, R = 150, H = rows.length * row + 8, pw = W - L - R;
-  const max = niceMax(Math.max(...rows.map((r) => r.value)));
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': emptyText });
+  const W = widthOf(el), row = 30, L = Math.min(140, W * 0.34), R = Math.min(150, W * 0.34), H = rows.length * row + 6, pw = W - L - R;
+  const max = Math.max(...rows.map((r) => r.value));
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': emptyText });
   rows.forEach((r, i) => {
-    const y = 4 + i * row;
+    const y = 3 + i * row;
     const w = Math.max(2, (pw * r.value) / max);
     svg.append(s('text', { x: L - 8, y: y + 18, 'text-anchor': 'end', class: 'label' }, r.label),
       s('rect', { x: L, y: y + 5, width: w.toFixed(1), height: 18, rx: 3, fill: r.color, class: 'bar' }, title(`${r.label}: ${r.text}`)),
@@ -151,55 +164,52 @@ function hbars(el, rows, { emptyText }) {
   el.dataset.points = String(rows.length);
 }
 
-/** p50 (solid) and p95 (light) per model on one time scale. */
+/** p50 (dark) and p95 (light) per model on one time scale. */
 function percentiles(el, rows) {
   rows = rows.filter((r) => r.p50_ms != null);
   if (!rows.length) return empty(el, 'No task has succeeded in this window');
-  const row = 34, L = 150, R = 140, H = rows.length * row + 26, pw = W - L - R;
-  const max = niceMax(Math.max(...rows.map((r) => r.p95_ms || r.p50_ms)));
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'Time to result per model' });
-  for (let i = 0; i <= 4; i++) {
-    const x = L + (pw * i) / 4;
-    svg.append(s('line', { x1: x, x2: x, y1: 4, y2: H - 20, class: 'gridline' }),
-      s('text', { x, y: H - 6, 'text-anchor': 'middle', class: 'axis' }, fmtMs((max * i) / 4)));
+  const W = widthOf(el), row = 36, L = Math.min(140, W * 0.34), R = Math.min(150, W * 0.36), H = rows.length * row + 24, pw = W - L - R;
+  const { top, step } = scale(Math.max(...rows.map((r) => r.p95_ms || r.p50_ms)), false);
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': 'Time to result per model' });
+  for (let v = 0; v <= top + 1e-9; v += step) {
+    const x = L + (pw * v) / top;
+    svg.append(s('line', { x1: x, x2: x, y1: 2, y2: H - 20, class: v ? 'gridline' : 'baseline' }),
+      s('text', { x, y: H - 5, 'text-anchor': 'middle', class: 'axis' }, fmtMs(v)));
   }
   rows.forEach((r, i) => {
-    const y = 6 + i * row;
-    const w95 = Math.max(2, (pw * (r.p95_ms || r.p50_ms)) / max), w50 = Math.max(2, (pw * r.p50_ms) / max);
-    const text = `p50 ${fmtMs(r.p50_ms)} · p95 ${fmtMs(r.p95_ms)}`;
-    svg.append(s('text', { x: L - 8, y: y + 17, 'text-anchor': 'end', class: 'label' }, r.model),
-      s('rect', { x: L, y: y + 4, width: w95.toFixed(1), height: 18, rx: 3, fill: '#9db4f0', class: 'bar' }, title(`${r.model} p95 ${fmtMs(r.p95_ms)}`)),
-      s('rect', { x: L, y: y + 4, width: w50.toFixed(1), height: 18, rx: 3, fill: '#2d5bd7', class: 'bar' }, title(`${r.model} p50 ${fmtMs(r.p50_ms)}`)),
-      s('text', { x: L + w95 + 6, y: y + 12, class: 'value' }, text),
-      s('text', { x: L + w95 + 6, y: y + 25, class: 'value' }, `${fmtInt(r.tasks)} tasks`));
+    const y = 4 + i * row;
+    const w95 = Math.max(2, (pw * (r.p95_ms || r.p50_ms)) / top), w50 = Math.max(2, (pw * r.p50_ms) / top);
+    svg.append(s('text', { x: L - 8, y: y + 18, 'text-anchor': 'end', class: 'label' }, r.model),
+      s('rect', { x: L, y: y + 5, width: w95.toFixed(1), height: 18, rx: 3, fill: '#a9bdf2', class: 'bar' }, title(`${r.model} p95 ${fmtMs(r.p95_ms)}`)),
+      s('rect', { x: L, y: y + 5, width: w50.toFixed(1), height: 18, rx: 3, fill: '#2d5bd7', class: 'bar' }, title(`${r.model} p50 ${fmtMs(r.p50_ms)}`)),
+      s('text', { x: L + w95 + 6, y: y + 13, class: 'value' }, `${fmtMs(r.p50_ms)} · ${fmtMs(r.p95_ms)}`),
+      s('text', { x: L + w95 + 6, y: y + 26, class: 'value' }, `${fmtInt(r.tasks)} ${r.tasks === 1 ? 'task' : 'tasks'}`));
   });
-  el.replaceChildren(svg, legend([{ name: 'p50', color: '#2d5bd7' }, { name: 'p95', color: '#9db4f0' }]));
+  el.replaceChildren(svg, legend([{ name: 'p50', color: '#2d5bd7' }, { name: 'p95', color: '#a9bdf2' }]));
   el.dataset.points = String(rows.length);
 }
 
 /** Lines over time: series = [{name, color, points: [[t, v]]}]; threshold = {value, name}. */
-function lines(el, series, { emptyText, from, to, threshold, fmt = fmtInt }) {
+function lines(el, series, { emptyText, from, to, threshold, integer = true, fmt = fmtInt }) {
   const all = series.flatMap((x) => x.points);
   if (!all.length) return empty(el, emptyText);
-  const H = 200, L = 52, R = 10, T = 10, B = 26, pw = W - L - R, ph = H - T - B;
+  const W = widthOf(el), H = phone(W) ? 170 : 200, L = 52, R = 12, T = 10, B = 24, pw = W - L - R, ph = H - T - B;
   const t0 = Math.min(from, ...all.map((p) => p[0])), t1 = Math.max(to, ...all.map((p) => p[0]));
   const span = Math.max(60000, t1 - t0);
-  const vmax = niceMax(Math.max(...all.map((p) => p[1]), threshold ? threshold.value : 0, 1));
-  const X = (t) => L + (pw * (t - t0)) / span, Y = (v) => T + ph - (ph * v) / vmax;
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': series.map((x) => x.name).join(', ') });
-  for (let i = 0; i <= 4; i++) {
-    const y = T + ph - (ph * i) / 4;
-    svg.append(s('line', { x1: L, x2: W - R, y1: y, y2: y, class: i ? 'gridline' : 'baseline' }),
-      s('text', { x: L - 6, y: y + 4, 'text-anchor': 'end', class: 'axis' }, fmt((vmax * i) / 4)));
-  }
-  const long = span > 36 * 3600000;
-  for (let i = 0; i <= 4; i++) {
-    const t = t0 + (span * i) / 4;
-    const label = long ? new Date(t).toLocaleDateString('en-GB', { weekday: 'short', day: 'numeric' }) : new Date(t).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' });
-    svg.append(s('text', { x: X(t), y: H - 8, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle', class: 'axis' }, label));
+  const { top, step } = scale(Math.max(...all.map((p) => p[1]), threshold ? threshold.value : 0), integer);
+  const X = (t) => L + (pw * (t - t0)) / span, Y = (v) => T + ph - (ph * v) / top;
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': series.map((x) => x.name).join(', ') });
+  yAxis(svg, { L, R, T, ph, W, top, step, fmt });
+  const ticks = phone(W) ? 3 : 5;
+  for (let i = 0; i < ticks; i++) {
+    const t = t0 + (span * i) / (ticks - 1);
+    const d = new Date(t);
+    const label = span > 36 * 3600000 ? d.toLocaleDateString('en-GB', { weekday: 'short', day: 'numeric' })
+      : d.toLocaleTimeString('en-GB', span > 20 * 60000 ? { hour: '2-digit', minute: '2-digit' } : { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+    svg.append(s('text', { x: X(t), y: H - 7, 'text-anchor': i === 0 ? 'start' : i === ticks - 1 ? 'end' : 'middle', class: 'axis' }, label));
   }
   if (threshold) {
-    svg.append(s('line', { x1: L, x2: W - R, y1: Y(threshold.value), y2: Y(threshold.value), class: 'threshold' }, title(threshold.name)));
+    svg.append(s('line', { x1: L, x2: W - R, y1: Y(threshold.value), y2: Y(threshold.value), class: 'threshold' }, title(`${threshold.name} ${fmt(threshold.value)}`)));
   }
   for (const x of series) {
     if (!x.points.length) continue;
@@ -213,7 +223,7 @@ function lines(el, series, { emptyText, from, to, threshold, fmt = fmtInt }) {
     }
   }
   const items = series.map((x) => ({ name: x.name, color: x.color, value: x.points.length ? fmt(x.points[x.points.length - 1][1]) : '—' }));
-  if (threshold) items.push({ name: threshold.name, color: 'var(--warn)', value: fmt(threshold.value) });
+  if (threshold) items.push({ name: threshold.name, color: '#b7791f', value: fmt(threshold.value) });
   el.replaceChildren(svg, legend(items));
   el.dataset.points = String(all.length);
 }
@@ -221,11 +231,11 @@ function lines(el, series, { emptyText, from, to, threshold, fmt = fmtInt }) {
 /** Kie calls per operation: the share of each result, with call count and latency. */
 function kieCalls(el, ops) {
   if (!ops.length) return empty(el, 'No call to Kie in this window');
-  const row = 46, L = 70, R = 8, H = ops.length * row + 4, pw = W - L - R;
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'Kie calls per operation' });
+  const W = widthOf(el), row = 46, L = 62, R = 8, H = ops.length * row + 2, pw = W - L - R;
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': 'Kie calls per operation' });
   const seen = new Map();
   ops.forEach((op, i) => {
-    const y = 4 + i * row;
+    const y = 2 + i * row;
     svg.append(s('text', { x: L - 8, y: y + 15, 'text-anchor': 'end', class: 'label' }, op.op));
     let x = L;
     for (const [result, n] of Object.entries(op.results).sort((a, b) => b[1] - a[1])) {
@@ -236,7 +246,8 @@ function kieCalls(el, ops) {
     }
     svg.append(s('text', { x: L, y: y + 35, class: 'value' }, `${fmtInt(op.calls)} calls · p50 ${fmtMs(op.p50_ms)} · p95 ${fmtMs(op.p95_ms)}`));
   });
-  el.replaceChildren(svg, legend([...seen].map(([r, n]) => ({ name: /^\d+$/.test(r) ? `code ${r}` : r, color: kieColor(r), value: fmtInt(n) }))));
+  const name = (r) => (/^\d+$/.test(r) ? `code ${r}` : r.replace(/^http /, 'HTTP '));
+  el.replaceChildren(svg, legend([...seen].map(([r, n]) => ({ name: name(r), color: kieColor(r), value: fmtInt(n) }))));
   el.dataset.points = String(ops.length);
 }
 
@@ -249,6 +260,7 @@ function tick(iso, width) {
 
 function renderMetrics(m) {
   metrics = m;
+  drawnWidth = $('c-tasks').getBoundingClientRect().width;
   const per = m.bucket_ms > 3600000 ? 'per 6 hours' : 'per hour';
   $('u-tasks').textContent = per;
   $('u-credits').textContent = per;
@@ -280,7 +292,7 @@ function renderMetrics(m) {
   const kb = m.kie_balance;
   lines($('c-balance'), [{ name: 'balance', color: '#2c7a7b', points: kb.series.map((p) => [Date.parse(p.at), p.balance]) }],
     { emptyText: 'No balance read yet (the cron reads it every minute)', from: Math.max(from, kb.series.length ? Date.parse(kb.series[0].at) : to), to,
-      threshold: kb.warn_below > 0 ? { value: kb.warn_below, name: 'KIE_BALANCE_WARN' } : null, fmt: fmtNum });
+      threshold: kb.warn_below > 0 ? { value: kb.warn_below, name: 'KIE_BALANCE_WARN' } : null, integer: false, fmt: fmtNum });
   renderTiles(m);
   const env = $('env');
   env.textContent = m.environment;
@@ -339,7 +351,10 @@ function renderStatus(openAlerts, diag) {
   parts.push(h('span', { text: `${openAlerts} open alert${openAlerts === 1 ? '' : 's'}` }));
   if (diag) {
     const failed = diag.checks.filter((c) => c.status === 'fail').length;
-    parts.push(h('span', { text: `diagnose: ${failed ? failed + ' failing' : 'all links pass'}` }), h('span', { class: 'hint', text: `version ${diag.version} · ${diag.commit}` }));
+    const warned = diag.checks.filter((c) => c.status === 'warn').length;
+    const words = failed ? `${failed} failing` : 'every link passes';
+    parts.push(h('span', { text: `diagnose: ${words}${warned ? `, ${warned} warning${warned === 1 ? '' : 's'}` : ''}` }),
+      h('span', { class: 'hint', text: `version ${diag.version} · ${diag.commit}` }));
   }
   $('status').replaceChildren(...parts);
 }
@@ -530,6 +545,13 @@ for (const b of document.querySelectorAll('[data-window]')) {
     load();
   });
 }
+// Charts are drawn at their width: draw them again when it changes.
+addEventListener('resize', () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    if (metrics && Math.abs($('c-tasks').getBoundingClientRect().width - drawnWidth) > 1) renderMetrics(metrics);
+  }, 100);
+});
 document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible' && token && !loading) load(); });
 
 try { token = sessionStorage.getItem(TOKEN_KEY); } catch { token = null; }

@@ -183,13 +183,12 @@ pub async fn first_sample_since(db: &Db, from: i64) -> AppResult<Option<i64>> {
     Ok(db.first::<Value>(stmt).await?.and_then(|r| int(&r, "at")))
 }
 
-/// Samples since `from`, one point per `bucket_ms`: the most queued, the
-/// oldest wait and the lowest balance of each interval.
+/// Samples since `from`, one point per `bucket_ms`: the most queued and the
+/// oldest wait of each interval.
 pub async fn samples(db: &Db, from: i64, bucket_ms: i64) -> AppResult<Vec<SampleRow>> {
     let stmt = db.stmt(
         "SELECT (at / CAST(?2 AS INTEGER)) * CAST(?2 AS INTEGER) AS at, MAX(queued) AS queued, MAX(at_kie) AS at_kie, \
-         MAX(oldest_queued_ms) AS oldest_queued_ms, MAX(overdue) AS overdue, MIN(kie_balance) AS kie_balance \
-         FROM monitor_samples WHERE at >= ?1 GROUP BY 1 ORDER BY 1",
+         MAX(oldest_queued_ms) AS oldest_queued_ms, MAX(overdue) AS overdue FROM monitor_samples WHERE at >= ?1 GROUP BY 1 ORDER BY 1",
         &[num(from), num(bucket_ms)],
     )?;
     let rows: Vec<Value> = db.all(stmt).await?;
@@ -201,9 +200,20 @@ pub async fn samples(db: &Db, from: i64, bucket_ms: i64) -> AppResult<Vec<Sample
             at_kie: count(r, "at_kie"),
             oldest_queued_ms: int(r, "oldest_queued_ms"),
             overdue: count(r, "overdue"),
-            kie_balance: r.get("kie_balance").and_then(Value::as_f64),
         })
         .collect())
+}
+
+/// The Kie balance since `from`, one point per `bucket_ms`: the last balance
+/// read in each interval (SQLite takes a bare column from the row of MAX(at)).
+pub async fn balances(db: &Db, from: i64, bucket_ms: i64) -> AppResult<Vec<(i64, f64)>> {
+    let stmt = db.stmt(
+        "SELECT (at / CAST(?2 AS INTEGER)) * CAST(?2 AS INTEGER) AS bucket, MAX(at) AS last_at, kie_balance FROM monitor_samples \
+         WHERE at >= ?1 AND kie_balance IS NOT NULL GROUP BY 1 ORDER BY 1",
+        &[num(from), num(bucket_ms)],
+    )?;
+    let rows: Vec<Value> = db.all(stmt).await?;
+    Ok(rows.iter().filter_map(|r| Some((count(r, "bucket"), r.get("kie_balance").and_then(Value::as_f64)?))).collect())
 }
 
 #[derive(Debug, Clone)]

@@ -83,15 +83,14 @@ pub struct KieRow {
     pub calls: i64,
 }
 
-/// One point of the queue and balance lines (already grouped by the store).
-#[derive(Debug, Clone, PartialEq)]
+/// One point of the queue lines (the most of each interval, grouped by the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleRow {
     pub at: i64,
     pub queued: i64,
     pub at_kie: i64,
     pub oldest_queued_ms: Option<i64>,
     pub overdue: i64,
-    pub kie_balance: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +114,8 @@ pub struct Inputs<'a> {
     pub tasks: &'a [TaskRow],
     pub kie: &'a [KieRow],
     pub samples: &'a [SampleRow],
+    /// The Kie balance: (interval, the last balance read in it).
+    pub balances: &'a [(i64, f64)],
     pub sample_bucket_ms: i64,
     pub events: &'a [EventRow],
     pub queue: QueueNow,
@@ -234,9 +235,8 @@ pub fn build(i: &Inputs) -> Value {
                     "oldest_queued_s": s.oldest_queued_ms.map(|ms| ms / 1000), "overdue": s.overdue })
         })
         .collect();
-    let balance: Vec<Value> =
-        i.samples.iter().filter_map(|s| s.kie_balance.map(|b| json!({ "at": rfc3339(s.at), "balance": b }))).collect();
-    let balance_now = i.samples.iter().rev().find_map(|s| s.kie_balance);
+    let balance: Vec<Value> = i.balances.iter().map(|(at, b)| json!({ "at": rfc3339(*at), "balance": b })).collect();
+    let balance_now = i.balances.last().map(|(_, b)| *b);
 
     let event = |kind: &str| i.events.iter().filter(|e| e.kind == kind).map(|e| e.count).sum::<i64>();
     let mut rejected = Map::new();
@@ -318,8 +318,8 @@ mod tests {
             KieRow { op: "record".into(), result: "timeout".into(), bucket: 13, calls: 2 },
         ];
         let samples = vec![
-            SampleRow { at: NOW - 60_000, queued: 3, at_kie: 1, oldest_queued_ms: Some(12_000), overdue: 0, kie_balance: Some(100.0) },
-            SampleRow { at: NOW, queued: 0, at_kie: 2, oldest_queued_ms: None, overdue: 0, kie_balance: None },
+            SampleRow { at: NOW - 60_000, queued: 3, at_kie: 1, oldest_queued_ms: Some(12_000), overdue: 0 },
+            SampleRow { at: NOW, queued: 0, at_kie: 2, oldest_queued_ms: None, overdue: 0 },
         ];
         let events = vec![
             EventRow { kind: "callback.rejected.signature".into(), count: 2 },
@@ -332,6 +332,7 @@ mod tests {
             tasks: &tasks,
             kie: &kie,
             samples: &samples,
+            balances: &[(NOW - 60_000, 100.0)],
             sample_bucket_ms: 10_000,
             events: &events,
             queue: QueueNow { queued: 0, at_kie: 2, oldest_queued_s: None, overdue: 0 },

@@ -62,6 +62,7 @@ pub async fn metrics(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let kie = store::kie_rows(&db, first_bar).await?;
     let sample_bucket = sample_bucket_ms(window, store::first_sample_since(&db, from).await?, now);
     let samples = store::samples(&db, from, sample_bucket).await?;
+    let balances = store::balances(&db, from, sample_bucket).await?;
     let events = store::events_since(&db, from).await?;
     let q = store::queue_now(&db, now).await?;
     let queue =
@@ -72,6 +73,7 @@ pub async fn metrics(ctx: &Ctx, req: Request) -> AppResult<Response> {
         tasks: &tasks,
         kie: &kie,
         samples: &samples,
+        balances: &balances,
         sample_bucket_ms: sample_bucket,
         events: &events,
         queue,
