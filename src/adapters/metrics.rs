@@ -1,8 +1,11 @@
 //! The isolate's monitoring counters: every call to Kie (operation, result,
 //! latency) and counted events (callbacks rejected by cause, D1 and R2 errors,
 //! results not copied, browser reports). Noting one is synchronous and free;
-//! the counters reach D1 after the response, in one batch (`http::handle`,
-//! `Ctx::in_background` and the cron flush them), so no request waits for it.
+//! the counters reach D1 after a response, in one batch (`http::handle` and
+//! `Ctx::in_background` write them when [`due`]; the cron, diagnose and the
+//! metrics endpoint always), so no request waits for it. Kie-call counters
+//! are written at most every few seconds per isolate (a burst of requests
+//! costs one write, not one each); events at once, the alerts read them.
 
 use super::clock::now_ms;
 use super::d1::Db;
@@ -13,11 +16,15 @@ use crate::domain::kie::Transport;
 use crate::domain::monitor::alerts::{event, rejection_cause, storage_error_event};
 use crate::domain::monitor::stats::{kie_result, Tally};
 use serde_json::json;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 thread_local! {
     static TALLY: RefCell<Tally> = RefCell::new(Tally::default());
+    static LAST_FLUSH: Cell<i64> = const { Cell::new(0) };
 }
+
+/// Kie-call counters wait at most this long in an isolate.
+const FLUSH_EVERY_MS: i64 = 5_000;
 
 /// Counts one call to Kie.
 pub fn kie_call(op: &str, t: &Transport, kie_code: Option<i64>, latency_ms: i64) {
@@ -47,8 +54,14 @@ pub fn note_error(e: &AppError) {
     }
 }
 
-pub fn pending() -> bool {
-    TALLY.with(|c| !c.borrow().is_empty())
+/// Whether the counters should be written now: an event is waiting, or Kie
+/// calls have waited long enough.
+pub fn due() -> bool {
+    let last = LAST_FLUSH.with(Cell::get);
+    TALLY.with(|c| {
+        let t = c.borrow();
+        !t.is_empty() && (t.has_events() || now_ms() - last >= FLUSH_EVERY_MS)
+    })
 }
 
 /// Writes the counters to D1; what could not be written is kept for the next
@@ -58,6 +71,7 @@ pub async fn flush(db: &Db, log: &Log) {
     if tally.is_empty() {
         return;
     }
+    LAST_FLUSH.with(|l| l.set(now_ms()));
     if let Err(e) = monitoring::add_tally(db, &tally).await {
         log.warn(
             "metrics.flush_failed",

@@ -101,9 +101,9 @@ impl Ctx {
     }
 
     /// Writes the isolate's monitoring counters after the response (when the
-    /// job ends, like after every background job), if there are any.
+    /// job ends, like after every background job), when they are due.
     pub fn flush_metrics(&self) {
-        if metrics::pending() {
+        if metrics::due() {
             self.in_background("metrics.flush", async { Ok(()) });
         }
     }
@@ -119,7 +119,7 @@ impl Ctx {
             if let Err(e) = &outcome {
                 metrics::note_error(e);
             }
-            if let Some(db) = &db {
+            if let (Some(db), true) = (&db, metrics::due()) {
                 metrics::flush(db, &log).await;
             }
             let mut fields = log.cost_fields();

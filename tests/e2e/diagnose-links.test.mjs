@@ -39,6 +39,26 @@ test('a healthy stack passes every link, the Kie balance and the callbacks inclu
   assert.match(check(report, 'd1').hint, /migrations current \(0003_monitoring\.sql\)/);
 });
 
+test('health says when the cron last ran, for an outside uptime checker', async () => {
+  const st = await startStack({ name: 'health-cron' });
+  try {
+    let h = await st.api('GET', '/api/health');
+    assert.deepEqual(h.body.cron, { status: 'never', last_run_at: null, age_s: null });
+    assert.equal(h.body.status, 'ok');
+    await st.cron();
+    h = await st.api('GET', '/api/health');
+    assert.equal(h.body.cron.status, 'ok');
+    assert.ok(Date.now() - Date.parse(h.body.cron.last_run_at) < 60000);
+    assert.ok(h.body.cron.age_s >= 0 && h.body.cron.age_s < 60);
+    const line = st.logs.find((l) => l.event === 'http.request' && l.request_id === h.headers.get('x-request-id'));
+    assert.equal(line.d1_queries, 1, 'the cron read doubles as the D1 check');
+    const run = st.logs.find((l) => l.event === 'monitor.run');
+    assert.ok(run && run.kie_balance === 10000 && Array.isArray(run.conditions), JSON.stringify(run));
+  } finally {
+    await st.close();
+  }
+});
+
 test('1. a required secret missing', async () => {
   const st = await startStack({ name: 'diag-secret', omit: ['FILE_URL_SECRET'] });
   try {

@@ -98,8 +98,9 @@ pub async fn rollup_tasks(db: &Db, cut: i64) -> AppResult<usize> {
 pub async fn task_rows(db: &Db, from_hour: i64) -> AppResult<Vec<TaskRow>> {
     let mut rows: Vec<Value> =
         db.all(db.stmt("SELECT hour, model, outcome, bucket, tasks, credits FROM task_hours WHERE hour >= ?1", &[num(from_hour)])?).await?;
-    let live = finished_tasks_sql("completed_at >= (SELECT value FROM monitor_state WHERE key = ?1)");
-    rows.extend(db.all::<Value>(db.stmt(&live, &[text(ROLLUP_KEY)])?).await?);
+    // Not rolled up yet (only minutes, unless the cron has stopped; never before the window).
+    let live = finished_tasks_sql("completed_at >= MAX(?2, (SELECT value FROM monitor_state WHERE key = ?1))");
+    rows.extend(db.all::<Value>(db.stmt(&live, &[text(ROLLUP_KEY), num(from_hour)])?).await?);
     Ok(rows.iter().map(task_row).collect())
 }
 

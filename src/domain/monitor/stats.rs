@@ -112,6 +112,10 @@ impl Tally {
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
     }
+    /// Whether it holds an event (what the alert rules read: worth writing at once).
+    pub fn has_events(&self) -> bool {
+        self.counts.iter().any(|(c, _)| matches!(c, Counter::Event { .. }))
+    }
     pub fn len(&self) -> usize {
         self.counts.len()
     }
@@ -187,6 +191,9 @@ mod tests {
                 (Counter::Event { minute: 3 * HOUR_MS + 5 * MINUTE_MS, kind: "error.d1".into() }, 2),
             ]
         );
+        let mut calls = Tally::default();
+        calls.kie_call(now, "record", "200", 10);
+        assert!(!calls.has_events() && t.has_events());
         let mut other = Tally::default();
         other.event(now, "error.d1");
         t.merge(other);

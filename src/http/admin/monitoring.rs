@@ -7,6 +7,7 @@
 use super::super::json_response;
 use super::{operator, Ctx};
 use crate::adapters::clock::now_ms;
+use crate::adapters::metrics;
 use crate::adapters::settings::setting;
 use crate::adapters::store::monitoring::{self as store, AlertRow};
 use crate::domain::error::{AppError, AppResult};
@@ -55,6 +56,7 @@ pub async fn metrics(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let window = Window::parse(ctx.query("window"))
         .ok_or_else(|| AppError::validation_allowed("window", "Choose a window of 24h or 7d.", &Window::NAMES))?;
     let db = ctx.db()?;
+    metrics::flush(&db, &ctx.log).await; // this isolate's latest counters first
     let now = now_ms();
     let from = now - window.span_ms();
     let first_bar = window.first_bucket(now);
