@@ -162,6 +162,30 @@ test('the metrics API: aggregates match the tasks, the windows, its cost on the 
   assert.equal((await s.api('GET', '/api/admin/alerts', { key: user.key })).status, 403);
 });
 
+test('the monitoring reads and prunes go through indexes (no table scans)', async () => {
+  const plans = {
+    task_hours: ['SELECT hour, model, outcome, bucket, tasks, credits FROM task_hours WHERE hour >= ?1', 1],
+    live_tasks: ["SELECT model, COUNT(*) FROM tasks WHERE completed_at >= MAX(?2, (SELECT value FROM monitor_state WHERE key = ?1)) GROUP BY model", 'tasks_rolled_up_to', 1],
+    rollup: ["SELECT model, COUNT(*) FROM tasks WHERE completed_at >= (SELECT value FROM monitor_state WHERE key = ?2) AND completed_at < ?1 GROUP BY model", 1, 'tasks_rolled_up_to'],
+    outcomes: ['SELECT error_code, COUNT(*) FROM tasks WHERE completed_at >= ?1 GROUP BY 1', 1],
+    queue: ["SELECT SUM(state = 'queued'), MIN(created_at) FROM tasks WHERE state IN ('queued', 'submitted', 'generating')"],
+    kie_calls: ['SELECT op, result, bucket, SUM(calls) AS calls FROM kie_calls WHERE hour >= ?1 GROUP BY op, result, bucket', 1],
+    events: ['SELECT kind, SUM(count) AS count FROM monitor_events WHERE minute >= ?1 GROUP BY kind', 1],
+    samples: ['SELECT (at / 10000) * 10000 AS at, MAX(queued) FROM monitor_samples WHERE at >= ?1 GROUP BY 1 ORDER BY 1', 1],
+    open_alerts: ["SELECT id FROM alerts WHERE state = 'open'"],
+    alert_list: ["SELECT id, started_at, 1 AS is_open FROM alerts WHERE state = 'open' UNION ALL SELECT id, started_at, 0 AS is_open FROM alerts WHERE started_at >= ?1 AND state = 'resolved' ORDER BY is_open DESC, started_at DESC LIMIT 100", 1],
+    unsent_alerts: ["SELECT id FROM alerts WHERE (start_sent_at IS NULL OR end_sent_at IS NULL) AND (start_sent_at IS NULL OR state = 'resolved') AND COALESCE(resolved_at, started_at) > ?1 ORDER BY started_at LIMIT 6", 1],
+    prune_task_hours: ['DELETE FROM task_hours WHERE hour < ?1', 1],
+    prune_samples: ['DELETE FROM monitor_samples WHERE at < ?1', 1],
+    prune_events: ['DELETE FROM monitor_events WHERE minute < ?1', 1],
+  };
+  for (const [name, [q, ...params]] of Object.entries(plans)) {
+    const text = (await s.sql(`EXPLAIN QUERY PLAN ${q}`, ...params)).map((p) => p.detail).join(' | ');
+    assert.ok(!/\bSCAN (tasks|task_hours|kie_calls|monitor_events|monitor_samples|alerts)\b(?! USING)/.test(text), `${name} scans a table: ${text}`);
+    assert.ok(/USING (COVERING )?INDEX|PRIMARY KEY/.test(text), `${name} uses an index: ${text}`);
+  }
+});
+
 test('the user page reports uncaught errors and failed API calls; they reach the logs scrubbed', { timeout: 60000 }, async () => {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
   try {

@@ -334,12 +334,14 @@ pub async fn mark_failed(db: &Db, id: &str, error: &str) -> AppResult<()> {
     db.run(stmt).await.map(|_| ())
 }
 
-/// Open alerts and those started since `since`, newest first.
+/// Open alerts, then those started since `since`, newest first (each half
+/// read through its own index).
 pub async fn list_alerts(db: &Db, since: i64, limit: u32) -> AppResult<Vec<AlertRow>> {
     let stmt = db.stmt(
         &format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'open' OR started_at >= ?1 \
-             ORDER BY state = 'open' DESC, started_at DESC LIMIT ?2"
+            "SELECT {ALERT_COLUMNS}, 1 AS is_open FROM alerts WHERE state = 'open' \
+             UNION ALL SELECT {ALERT_COLUMNS}, 0 AS is_open FROM alerts WHERE started_at >= ?1 AND state = 'resolved' \
+             ORDER BY is_open DESC, started_at DESC LIMIT ?2"
         ),
         &[num(since), num(i64::from(limit))],
     )?;
