@@ -16,10 +16,12 @@ const CSP_TURNSTILE: &str = "default-src 'none'; script-src 'self' https://chall
     connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 const CSP_ERROR: &str = "default-src 'none'; style-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-/// `GET /`, `/index.html`, `/app.js`, `/app.css`.
+/// `GET /`, `/index.html`, `/app.js`, `/app.css`, `/errors.js`; the operator
+/// dashboard `/admin`, `/admin.js`, `/admin.css` (the same CSP).
 pub async fn serve(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let name = match ctx.path.trim_start_matches('/') {
         "" => "index.html",
+        "admin" => "admin.html",
         other => other,
     };
     let (body, content_type, etag) =
