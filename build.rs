@@ -1,7 +1,7 @@
 //! Build-time work: stamp the version, git commit and build time that
-//! `/api/health` reports; embed the web page (web/) with content-hash ETags,
-//! its JavaScript and CSS minified; record the newest migration so diagnose
-//! can tell whether D1 is current.
+//! `/api/health` reports; embed the web pages (web/) with content-hash ETags,
+//! their JavaScript and CSS minified; record the migrations so diagnose can
+//! tell which ones D1 lacks.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
@@ -61,6 +61,10 @@ fn main() {
         ("index.html", "text/html; charset=utf-8"),
         ("app.js", "text/javascript; charset=utf-8"),
         ("app.css", "text/css; charset=utf-8"),
+        ("errors.js", "text/javascript; charset=utf-8"),
+        ("admin.html", "text/html; charset=utf-8"),
+        ("admin.js", "text/javascript; charset=utf-8"),
+        ("admin.css", "text/css; charset=utf-8"),
         ("billing.js", "text/javascript; charset=utf-8"),
         ("billing.css", "text/css; charset=utf-8"),
     ] {
@@ -80,12 +84,11 @@ fn main() {
     table.push_str("];\n");
     let _ = fs::write(Path::new(&out_dir).join("assets.rs"), table);
 
-    // The newest migration file name (without .sql), as wrangler records it.
+    // The migration file names, in order, as wrangler records them.
     println!("cargo:rerun-if-changed=migrations");
     let mut names: Vec<String> = fs::read_dir("migrations")
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".sql")).collect())
         .unwrap_or_default();
     names.sort();
-    let latest = names.last().cloned().unwrap_or_default();
-    let _ = fs::write(Path::new(&out_dir).join("migrations.rs"), format!("pub const LATEST_MIGRATION: &str = {latest:?};\n"));
+    let _ = fs::write(Path::new(&out_dir).join("migrations.rs"), format!("pub const MIGRATIONS: &[&str] = &{names:?};\n"));
 }

@@ -42,7 +42,9 @@ struct Summary {
 pub async fn run(env: Env, cron: String) {
     let started = now_ms();
     let log = Log::new(&format!("cron-{started}"), "cron");
-    match run_steps(&env, &log, started).await {
+    let outcome = run_steps(&env, &log, started).await;
+    crate::monitoring::after_cron(&env, &log).await;
+    match outcome {
         Ok(summary) => {
             let mut fields = log.cost_fields();
             if let Some(o) = fields.as_object_mut() {

@@ -12,6 +12,8 @@ mod cron;
 #[cfg(target_arch = "wasm32")]
 mod http;
 #[cfg(target_arch = "wasm32")]
+mod monitoring;
+#[cfg(target_arch = "wasm32")]
 mod pipeline;
 
 #[cfg(target_arch = "wasm32")]

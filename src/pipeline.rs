@@ -271,6 +271,7 @@ impl Pipeline {
                     self.fail(task, TaskFailure::ResultInvalid, &why).await?;
                 }
                 Err(CopyError::Transient(why)) => {
+                    crate::adapters::metrics::event(crate::domain::monitor::alerts::event::COPY_RETRY);
                     self.log.warn(
                         "result.copy_retry",
                         "could not fetch the result yet; will retry",

@@ -169,6 +169,7 @@ async function api(path, opts = {}) {
   try {
     res = await fetch(path, { method: opts.method || 'GET', headers, body: opts.body, cache: 'no-store' });
   } catch {
+    if (window.reportApiFailure) window.reportApiFailure(opts.method || 'GET', path, 0);
     throw Object.assign(new Error('network'), { net: true });
   }
   let body = null;
@@ -179,6 +180,7 @@ async function api(path, opts = {}) {
   err.status = res.status;
   err.api = e || { code: res.status === 429 ? 'rate_limited' : res.status >= 500 ? 'internal_error' : 'invalid_request' };
   if (!err.api.request_id) err.api.request_id = res.headers.get('X-Request-Id');
+  if (res.status >= 500 && window.reportApiFailure) window.reportApiFailure(opts.method || 'GET', path, res.status, err.api.request_id, err.api.code);
   err.retryAfter = Number(res.headers.get('Retry-After')) || 0;
   err.net = !e && res.status >= 500;
   throw err;
@@ -759,7 +761,11 @@ async function loadModels() {
   renderModelsWait();
   let list = null, body = null;
   try {
-    const res = await fetch('/api/models');
+    const res = await fetch('/api/models').catch((e) => {
+      if (window.reportApiFailure) window.reportApiFailure('GET', '/api/models', 0);
+      throw e;
+    });
+    if (!res.ok && res.status >= 500 && window.reportApiFailure) window.reportApiFailure('GET', '/api/models', res.status, res.headers.get('X-Request-Id'));
     if (!res.ok) throw new Error('http ' + res.status);
     body = await res.json();
     list = body.models.map((m) => ({

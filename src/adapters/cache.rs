@@ -1,6 +1,7 @@
 //! KV, a cache only (eventually consistent, ≥ 60 s TTLs): never the state of
-//! record. Diagnose keeps its probe nonces here. Every call is a subrequest
-//! and, while it runs, a connection.
+//! record. Diagnose keeps its probe nonces here, and the monitoring whether it
+//! told someone that D1 cannot be read (D1 itself cannot hold that). Every call
+//! is a subrequest and, while it runs, a connection.
 
 use super::log::Log;
 use crate::domain::error::{AppError, AppResult};
@@ -38,5 +39,11 @@ impl Cache {
         self.log.spend_subrequest("kv get")?;
         let _connection = self.log.connection().await;
         self.kv.get(key).text().await.map_err(|e| kv_error("get", e))
+    }
+
+    pub async fn delete(&self, key: &str) -> AppResult<()> {
+        self.log.spend_subrequest("kv delete")?;
+        let _connection = self.log.connection().await;
+        self.kv.delete(key).await.map_err(|e| kv_error("delete", e))
     }
 }

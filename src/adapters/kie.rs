@@ -40,6 +40,7 @@ impl KieClient<'_> {
             _ => (None, None),
         };
         let transport = if matches!(t, Transport::Response { .. }) { "response".to_string() } else { t.to_string() };
+        super::metrics::kie_call(op, &t, kie_code, now_ms() - started);
         self.log.info(
             "kie.call",
             &format!("kie {op}"),
@@ -60,16 +61,8 @@ impl KieClient<'_> {
         classify_record(family, &t)
     }
 
-    /// The account's remaining Kie credits (free call); `Err` says why not.
-    pub async fn credit(&self) -> Result<f64, String> {
-        let t = self.call("credit", "GET", "/api/v1/chat/credit", None).await;
-        match &t {
-            Transport::Response { status, body } => match parse_envelope(body) {
-                Some(env) if env.code == 200 => env.data.as_f64().ok_or_else(|| "credit answer had no number".into()),
-                Some(env) => Err(format!("kie code {}: {}", env.code, env.msg)),
-                None => Err(format!("kie http {status} with a non-JSON body")),
-            },
-            other => Err(format!("kie {other}")),
-        }
+    /// The credit call's exchange as it happened (monitoring classifies it).
+    pub async fn credit_call(&self) -> Transport {
+        self.call("credit", "GET", "/api/v1/chat/credit", None).await
     }
 }

@@ -11,8 +11,9 @@
 use super::clock::now_ms;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::time::rfc3339;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::cell::RefCell;
+use std::fmt::Write;
 use std::rc::Rc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +38,7 @@ struct State {
     request_id: String,
     route: String,
     /// Correlation fields copied into every line: user_id, task_id, provider_task_id.
-    context: Map<String, Value>,
+    context: Vec<(String, String)>,
     d1_queries: u32,
     d1_rows_read: u64,
     d1_rows_written: u64,
@@ -73,12 +74,50 @@ impl Drop for Connection {
 #[derive(Clone, Default)]
 pub struct Log(Rc<RefCell<State>>);
 
-fn emit(level: Level, line: &Value) {
-    let text = line.to_string();
-    match level {
-        Level::Error => worker::console_error!("{}", text),
-        Level::Warn => worker::console_warn!("{}", text),
-        Level::Info => worker::console_log!("{}", text),
+/// One JSON object written field by field straight into a string (no map to
+/// build, sort and serialise: this runs for every line of every request).
+struct Line(String);
+
+impl Line {
+    fn new() -> Line {
+        let mut out = String::with_capacity(384);
+        out.push('{');
+        Line(out)
+    }
+    fn key(&mut self, key: &str) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.text(key);
+        self.0.push(':');
+    }
+    /// A JSON string, escaped as serde_json escapes it.
+    fn text(&mut self, value: &str) {
+        match serde_json::to_string(value) {
+            Ok(quoted) => self.0.push_str(&quoted),
+            Err(_) => self.0.push_str("\"\""),
+        }
+    }
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.text(value);
+    }
+    fn num(&mut self, key: &str, value: impl std::fmt::Display) {
+        self.key(key);
+        let _ = write!(self.0, "{value}");
+    }
+    fn value(&mut self, key: &str, value: &Value) {
+        self.key(key);
+        self.0.push_str(&value.to_string());
+    }
+    fn emit(mut self, level: Level) {
+        self.0.push('}');
+        let line = wasm_bindgen::JsValue::from_str(&self.0);
+        match level {
+            Level::Error => worker::web_sys::console::error_1(&line),
+            Level::Warn => worker::web_sys::console::warn_1(&line),
+            Level::Info => worker::web_sys::console::log_1(&line),
+        }
     }
 }
 
@@ -135,7 +174,11 @@ impl Log {
 
     /// Remembers a correlation field (user_id, task_id, provider_task_id).
     pub fn set(&self, key: &str, value: &str) {
-        self.0.borrow_mut().context.insert(key.to_string(), json!(value));
+        let mut s = self.0.borrow_mut();
+        match s.context.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value.to_string(),
+            None => s.context.push((key.to_string(), value.to_string())),
+        }
     }
 
     pub fn count_d1(&self, rows_read: u64, rows_written: u64) {
@@ -149,30 +192,32 @@ impl Log {
         self.0.borrow_mut().kie_calls += 1;
     }
 
-    fn base(&self, level: Level, msg: &str) -> Map<String, Value> {
+    /// The fields every line carries; correlation fields the line sets itself are left to it.
+    fn base(&self, level: Level, msg: &str, event: &str, own: Option<&serde_json::Map<String, Value>>) -> Line {
         let s = self.0.borrow();
-        let mut line = Map::new();
-        line.insert("ts".into(), json!(rfc3339(now_ms())));
-        line.insert("level".into(), json!(level.as_str()));
-        line.insert("msg".into(), json!(msg));
-        line.insert("request_id".into(), json!(s.request_id));
-        line.insert("route".into(), json!(s.route));
+        let mut line = Line::new();
+        line.str("ts", &rfc3339(now_ms()));
+        line.str("level", level.as_str());
+        line.str("msg", msg);
+        line.str("event", event);
+        line.str("request_id", &s.request_id);
+        line.str("route", &s.route);
         for (k, v) in &s.context {
-            line.insert(k.clone(), v.clone());
+            if !own.is_some_and(|o| o.contains_key(k)) {
+                line.str(k, v);
+            }
         }
         line
     }
 
     /// One notable event: `event` is a stable name (`kie.call`, `task.state`…).
     pub fn event(&self, level: Level, event: &str, msg: &str, fields: Value) {
-        let mut line = self.base(level, msg);
-        line.insert("event".into(), json!(event));
-        if let Value::Object(extra) = fields {
-            for (k, v) in extra {
-                line.insert(k, v);
-            }
+        let own = fields.as_object();
+        let mut line = self.base(level, msg, event, own);
+        for (k, v) in own.into_iter().flatten() {
+            line.value(k, v);
         }
-        emit(level, &Value::Object(line));
+        line.emit(level);
     }
 
     pub fn info(&self, event: &str, msg: &str, fields: Value) {
@@ -192,23 +237,25 @@ impl Log {
             400.. => Level::Warn,
             _ => Level::Info,
         };
-        let mut line = self.base(level, "request");
+        let mut line = self.base(level, "request", "http.request", None);
         let s = self.0.borrow();
-        line.insert("event".into(), json!("http.request"));
-        line.insert("method".into(), json!(method));
-        line.insert("path".into(), json!(path));
-        line.insert("status".into(), json!(status));
-        line.insert("duration_ms".into(), json!(duration_ms));
-        line.insert("error_code".into(), json!(error_code));
-        line.insert("d1_queries".into(), json!(s.d1_queries));
-        line.insert("d1_rows_read".into(), json!(s.d1_rows_read));
-        line.insert("d1_rows_written".into(), json!(s.d1_rows_written));
-        line.insert("kie_calls".into(), json!(s.kie_calls));
-        line.insert("subrequests".into(), json!(s.subrequests));
-        line.insert("connections_peak".into(), json!(s.peak_connections));
-        line.insert("wasm_memory_bytes".into(), json!(wasm_memory_bytes()));
+        line.str("method", method);
+        line.str("path", path);
+        line.num("status", status);
+        line.num("duration_ms", duration_ms);
+        match error_code {
+            Some(code) => line.str("error_code", code),
+            None => line.value("error_code", &Value::Null),
+        }
+        line.num("d1_queries", s.d1_queries);
+        line.num("d1_rows_read", s.d1_rows_read);
+        line.num("d1_rows_written", s.d1_rows_written);
+        line.num("kie_calls", s.kie_calls);
+        line.num("subrequests", s.subrequests);
+        line.num("connections_peak", s.peak_connections);
+        line.num("wasm_memory_bytes", wasm_memory_bytes());
         drop(s);
-        emit(level, &Value::Object(line));
+        line.emit(level);
     }
 
     /// The cost so far as log fields, for lines written after the request line

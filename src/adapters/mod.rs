@@ -8,6 +8,7 @@ pub mod d1;
 pub mod files;
 pub mod kie;
 pub mod log;
+pub mod metrics;
 pub mod oidc;
 pub mod outbound;
 pub mod settings;

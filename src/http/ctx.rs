@@ -5,6 +5,7 @@ use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
 use crate::adapters::files::Files;
 use crate::adapters::log::Log;
+use crate::adapters::metrics;
 use crate::adapters::settings;
 use crate::domain::config::{Config, ConfigProblem};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
@@ -164,15 +165,30 @@ impl Ctx {
         move |key| signed_file_url(&self.origin, &cfg.file_url_secret, key, cfg.result_url_ttl_s, now)
     }
 
+    /// Writes the isolate's monitoring counters after the response (when the
+    /// job ends, like after every background job), when they are due.
+    pub fn flush_metrics(&self) {
+        if metrics::due() {
+            self.in_background("metrics.flush", async { Ok(()) });
+        }
+    }
+
     /// Runs `work` after the response is sent. Its end is one log line with
     /// the invocation's cost; an error is logged with its cause, never dropped.
     /// Work started here must end within [`BACKGROUND_WINDOW_MS`] (give it a
     /// pipeline `until(background_deadline())`).
     pub fn in_background<F: Future<Output = AppResult<()>> + 'static>(&self, job: &'static str, work: F) {
         let log = self.log.clone();
+        let db = self.db().ok();
         self.worker.wait_until(async move {
             let started = now_ms();
             let outcome = work.await;
+            if let Err(e) = &outcome {
+                metrics::note_error(e);
+            }
+            if let (Some(db), true) = (&db, metrics::due()) {
+                metrics::flush(db, &log).await;
+            }
             let mut fields = log.cost_fields();
             if let Some(o) = fields.as_object_mut() {
                 o.insert("job".into(), json!(job));

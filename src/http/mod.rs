@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod auth;
 mod billing;
+mod client_errors;
 mod create;
 pub mod ctx;
 mod extract;
@@ -52,6 +53,7 @@ fn request_id(req: &Request) -> String {
 /// The one place where errors become responses (and `http.rejected` /
 /// `http.error` log lines).
 fn error_response(ctx: &Ctx, err: &AppError) -> Response {
+    crate::adapters::metrics::note_error(err);
     let fields = json!({ "error_code": err.code.as_str(), "status": err.status(), "cause": err.internal, "reason": err.message });
     if err.status() >= 500 {
         ctx.log.error("http.error", "request failed", fields);
@@ -112,5 +114,6 @@ pub async fn handle(raw: worker::web_sys::Request, env: Env, worker_ctx: Context
         let _ = h.set("Cache-Control", "no-store");
     }
     ctx.log.request(method.as_ref(), &ctx.path, status, now_ms() - started_ms, error_code);
+    ctx.flush_metrics();
     resp
 }

@@ -16,10 +16,12 @@ const CSP_TURNSTILE: &str = "default-src 'none'; script-src 'self' https://chall
     connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 const CSP_ERROR: &str = "default-src 'none'; style-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-/// `GET /`, `/index.html` and the page's assets (`/app.js`, `/app.css`, `/billing.js`, `/billing.css`).
+/// `GET /`, `/index.html`, `/app.js`, `/app.css`, `/errors.js`, `/billing.js`, `/billing.css`;
+/// the operator dashboard `/admin`, `/admin.js`, `/admin.css` (the same CSP).
 pub async fn serve(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let name = match ctx.path.trim_start_matches('/') {
         "" => "index.html",
+        "admin" => "admin.html",
         other => other,
     };
     let (body, content_type, etag) =

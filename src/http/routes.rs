@@ -4,7 +4,7 @@
 
 use super::ctx::Ctx;
 use super::request::Request;
-use super::{account, admin, billing, create, files, health, keys, models, page, signin, stripe_webhook, tasks, webhook};
+use super::{account, admin, billing, client_errors, create, files, health, keys, models, page, signin, stripe_webhook, tasks, webhook};
 use crate::domain::error::AppResult;
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +41,11 @@ pub static ROUTES: &[Route] = &[
     route!(Get "/index.html", "page", page::serve),
     route!(Get "/app.js", "page", page::serve),
     route!(Get "/app.css", "page", page::serve),
+    route!(Get "/errors.js", "page", page::serve),
+    route!(Get "/admin", "admin.page", page::serve),
+    route!(Get "/admin.js", "admin.page", page::serve),
+    route!(Get "/admin.css", "admin.page", page::serve),
+    route!(Post "/api/client-errors", "client_errors", client_errors::report),
     route!(Get "/billing.js", "page", page::serve),
     route!(Get "/billing.css", "page", page::serve),
     route!(Get "/api/health", "health", health::get),
@@ -79,6 +84,8 @@ pub static ROUTES: &[Route] = &[
     route!(Post "/api/admin/users/:id/clear-owed", "admin.users.clear_owed", admin::orders::clear_owed),
     route!(Get "/api/admin/diagnose", "admin.diagnose", admin::diagnose::run),
     route!(Get "/api/admin/audit", "admin.audit", admin::audit::list),
+    route!(Get "/api/admin/alerts", "admin.alerts", admin::monitoring::alerts),
+    route!(Get "/api/admin/metrics", "admin.metrics", admin::monitoring::metrics),
 ];
 
 /// What a request's method and path lead to.

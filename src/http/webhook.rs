@@ -8,6 +8,7 @@ use super::extract::read_body;
 use super::json_response;
 use super::request::Request;
 use crate::adapters::clock::now_ms;
+use crate::adapters::metrics;
 use crate::adapters::store::tasks::{self, CallbackTarget};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::ids::TaskId;
@@ -28,7 +29,7 @@ pub async fn receive(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let pipeline = ctx.pipeline()?;
     let callback = read_callback(ctx, &req).await?;
     if let Some(key) = &cfg.kie_webhook_hmac_key {
-        check_signature(&req, key, &callback)?;
+        check_signature(&req, key, &callback).map_err(metrics::callback_rejected)?;
     }
     let Some(task) = find_task(ctx, &pipeline, &callback).await? else {
         ctx.log.warn("callback.unknown_task", "callback for a task we do not know", json!({ "shape": callback.shape }));
@@ -36,7 +37,7 @@ pub async fn receive(ctx: &Ctx, req: Request) -> AppResult<Response> {
     };
     ctx.log.set("task_id", task.id.as_str());
     ctx.log.set("user_id", task.user_id.as_str());
-    check_task_token(ctx, &task, &callback)?;
+    check_task_token(ctx, &task, &callback).map_err(metrics::callback_rejected)?;
     ctx.log.info(
         "callback.received",
         "Kie callback received",

@@ -95,7 +95,7 @@ export function localD1Id() {
  * fails or hangs is killed (with its workerd) and retried: applied migrations
  * are recorded in the same transaction, so a retry applies only what is missing.
  */
-export async function applyMigrations(persistTo, { attempts = 3, timeoutMs = 90000 } = {}) {
+export async function applyMigrations(persistTo, { attempts = 3, timeoutMs = 90000, config } = {}) {
   const wrangler = path.join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
   const env = {
     ...process.env,
@@ -107,7 +107,8 @@ export async function applyMigrations(persistTo, { attempts = 3, timeoutMs = 900
   };
   let last = '';
   for (let attempt = 1; attempt <= attempts; attempt++) {
-    const child = spawn(process.execPath, [wrangler, 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistTo], {
+    const args = [wrangler, 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistTo, ...(config ? ['--config', config] : [])];
+    const child = spawn(process.execPath, args, {
       cwd: ROOT,
       env,
       detached: true, // its own process group: a hung attempt is killed with its workerd
@@ -137,20 +138,43 @@ export async function applyMigrations(persistTo, { attempts = 3, timeoutMs = 900
   throw new Error(`wrangler d1 migrations apply failed\n${last}`);
 }
 
-// wrangler runs once per test process; every stack of the process starts from
-// its own copy of the migrated files (copied while nothing has them open).
-let migrated;
-function migratedTemplate() {
-  migrated ??= (async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'd1-migrated-'));
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    await applyMigrations(dir);
-    return dir;
-  })().catch((e) => {
-    migrated = undefined;
-    throw e;
-  });
-  return migrated;
+/** The migrations a stack gets: all, none (`false`), or those up to a file name prefix ('0001'). */
+function migrationsUpTo(upTo) {
+  if (upTo === false) return [];
+  const all = migrationNames();
+  if (typeof upTo !== 'string') return all;
+  const last = all.findIndex((n) => n.startsWith(upTo));
+  if (last < 0) throw new Error(`no migration starts with ${upTo}`);
+  return all.slice(0, last + 1);
+}
+
+// wrangler runs once per test process (and set of migrations); every stack of
+// the process starts from its own copy of the migrated files (copied while
+// nothing has them open). A partial set runs wrangler with a copy of
+// wrangler.toml whose migrations_dir holds just those files.
+const migrated = new Map();
+function migratedTemplate(names) {
+  const key = names.join(',');
+  if (!migrated.has(key)) {
+    const made = (async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'd1-migrated-'));
+      process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+      let config;
+      if (names.length !== migrationNames().length) {
+        const only = path.join(dir, 'migrations');
+        mkdirSync(only);
+        for (const n of names) cpSync(path.join(ROOT, 'migrations', n), path.join(only, n));
+        config = path.join(dir, 'wrangler.toml');
+        const toml = readFileSync(path.join(ROOT, 'wrangler.toml'), 'utf8').replace(/^main = .*$/m, '').replaceAll('migrations_dir = "migrations"', `migrations_dir = ${JSON.stringify(only)}`);
+        writeFileSync(config, toml);
+      }
+      await applyMigrations(dir, { config });
+      return dir;
+    })();
+    made.catch(() => migrated.delete(key));
+    migrated.set(key, made);
+  }
+  return migrated.get(key);
 }
 
 // Bound to the stack's database next to the Worker, on a socket of its own:
@@ -222,6 +246,7 @@ export async function waitFor(fn, { timeoutMs = 15000, intervalMs = 100, what = 
  *   script: the Worker module to run instead of build/index.js (the benchmark's
  *   JavaScript reference Worker), with the same Miniflare options;
  *   secrets: more secret values that must never appear in a log line or a body.
+ *   migrations: false to apply none, or a file name prefix ('0001') to stop after that migration.
  */
 export async function startStack(opts = {}) {
   const sim = await startKieSim({ port: 0, host: '127.0.0.1', apiKey: SECRETS.KIEAI_APIKEY, hmacKey: opts.hmac ? HMAC_KEY : null, stepMs: 120, ...(opts.sim || {}) });
@@ -265,8 +290,9 @@ export async function startStack(opts = {}) {
   // This stack's own D1, migrated by wrangler before workerd opens it.
   const stateDir = mkdtempSync(path.join(tmpdir(), `stack-${opts.name || 'stack'}-`));
   const d1Id = localD1Id();
+  const wantMigrations = migrationsUpTo(opts.migrations);
   try {
-    cpSync(path.join(await migratedTemplate(), 'v3'), path.join(stateDir, 'v3'), { recursive: true });
+    if (wantMigrations.length) cpSync(path.join(await migratedTemplate(wantMigrations), 'v3'), path.join(stateDir, 'v3'), { recursive: true });
   } catch (e) {
     await sim.close().catch(() => {});
     rmSync(stateDir, { recursive: true, force: true });
@@ -444,7 +470,7 @@ export async function startStack(opts = {}) {
   // The Worker's database is the one wrangler migrated (same persistence
   // directory, same id): otherwise workerd would have opened an empty one.
   const recorded = (await sql('SELECT name FROM d1_migrations ORDER BY id').catch(() => [])).map((r) => r.name);
-  if (JSON.stringify(recorded) !== JSON.stringify(migrationNames())) {
+  if (JSON.stringify(recorded) !== JSON.stringify(wantMigrations)) {
     await stop();
     throw new Error(`the stack's D1 is not the database wrangler migrated: d1_migrations has ${JSON.stringify(recorded)}`);
   }

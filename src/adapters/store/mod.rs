@@ -4,6 +4,7 @@
 //! double-spend, double-refund or move a terminal task.
 
 pub mod accounts;
+pub mod monitoring;
 pub mod ops;
 pub mod orders;
 pub mod tasks;

@@ -57,14 +57,14 @@ pub async fn last_cron_run(db: &Db) -> AppResult<Option<CronRun>> {
     db.first(db.stmt("SELECT finished_at, summary FROM cron_runs ORDER BY id DESC LIMIT 1", &[])?).await
 }
 
-/// The newest migration wrangler recorded as applied.
-pub async fn latest_migration(db: &Db) -> AppResult<Option<String>> {
+/// The migrations wrangler recorded as applied, in order.
+pub async fn applied_migrations(db: &Db) -> AppResult<Vec<String>> {
     #[derive(Deserialize)]
     struct Migration {
         name: String,
     }
-    let stmt = db.stmt("SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1", &[])?;
-    Ok(db.first::<Migration>(stmt).await?.map(|m| m.name))
+    let stmt = db.stmt("SELECT name FROM d1_migrations ORDER BY id", &[])?;
+    Ok(db.all::<Migration>(stmt).await?.into_iter().map(|m| m.name).collect())
 }
 
 /// Forgets per-user rate windows older than an hour (they only matter for a minute).

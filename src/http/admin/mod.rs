@@ -3,15 +3,17 @@
 
 pub mod audit;
 pub mod diagnose;
+pub mod monitoring;
 pub mod orders;
 pub mod tasks;
 pub mod users;
 
 use super::auth;
-use super::ctx::Ctx;
+use super::ctx::{config_error, Ctx};
 use super::request::Request;
 use crate::adapters::d1::Db;
-use crate::domain::config::Config;
+use crate::adapters::settings::setting;
+use crate::domain::config::{Config, ConfigProblem};
 use crate::domain::error::{AppError, AppResult};
 use serde_json::{json, Value};
 use std::rc::Rc;
@@ -24,6 +26,14 @@ async fn open(ctx: &Ctx, req: &Request) -> AppResult<(Rc<Config>, Db)> {
     let cfg = ctx.config()?;
     auth::admin(ctx, req, &cfg.admin_token).await?;
     Ok((cfg, ctx.db()?))
+}
+
+/// Checks the operator token only: what diagnose and the dashboard's data
+/// need, so they still answer when other settings are broken.
+async fn operator(ctx: &Ctx, req: &Request) -> AppResult<()> {
+    let admin_token = setting(&ctx.env, "ADMIN_TOKEN")
+        .ok_or_else(|| config_error(&[ConfigProblem { name: "ADMIN_TOKEN".into(), problem: "missing".into() }]))?;
+    auth::admin(ctx, req, admin_token.trim()).await
 }
 
 /// The path's `:id`, parsed; anything else is 404.
