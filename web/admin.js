@@ -406,6 +406,54 @@ async function recheck(id, btn) {
   }
 }
 
+// ---- orders ------------------------------------------------------------------
+const money = (amount, currency) => `${(amount / 100).toFixed(2)} ${String(currency).toUpperCase()}`;
+
+async function loadOrders() {
+  const r = await api('/api/admin/orders?limit=20');
+  const table = $('orders');
+  if (!r.orders.length) {
+    table.replaceChildren(h('tbody', {}, h('tr', {}, h('td', { class: 'hint-cell', text: 'No orders yet (or buying credits is off).' }))));
+    return;
+  }
+  table.replaceChildren(h('thead', {}, h('tr', {}, ['Order', 'User', 'Credits', 'Price', 'State', 'Refunded', 'Owed', 'Created'].map((t) => h('th', { text: t })))),
+    h('tbody', {}, r.orders.map((o) => h('tr', { 'data-testid': 'order', 'data-order-id': o.id, 'data-state': o.state },
+      h('td', {}, h('code', { text: o.id })),
+      h('td', {}, h('button', { type: 'button', class: 'small ghost', onclick: () => { $('user-id').value = o.user_id; showUser(o.user_id); }, text: o.user_id })),
+      h('td', { class: 'mono', text: fmtInt(o.credits) }), h('td', { class: 'mono', text: money(o.amount, o.currency) }),
+      h('td', { text: o.state + (o.failure ? ` (${o.failure})` : '') }),
+      h('td', { class: 'mono', text: o.refunded_amount || o.disputed_amount ? `${money(o.refunded_amount, o.currency)}${o.disputed_amount ? ' · disputed' : ''} · ${fmtInt(o.credits_reversed)} cr back` : '' }),
+      h('td', { class: 'mono', text: o.owed ? fmtInt(o.owed) : '' }),
+      h('td', { text: ago(o.created_at) })))));
+}
+
+/** What a user owes (a purchase refunded or disputed after its credits were spent), and clearing it. */
+function owedBox(user) {
+  if (!user.owed) return '';
+  const msg = h('p', { class: 'hint', 'aria-live': 'polite' });
+  const reason = h('input', { id: 'owed-reason', maxlength: '200', required: true, placeholder: 'why (kept in the ledger)', 'data-testid': 'owed-reason' });
+  const form = h('form', { class: 'adjust', novalidate: true },
+    h('div', {}, h('label', { for: 'owed-reason', text: `Owes ${fmtInt(user.owed)} credits: creating and buying are refused until cleared` }), reason),
+    h('button', { type: 'submit', 'data-testid': 'owed-clear', text: 'Clear' }));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!reason.value.trim()) {
+      msg.className = 'err';
+      msg.textContent = 'Give a reason.';
+      return;
+    }
+    try {
+      const r = await api(`/api/admin/users/${encodeURIComponent(user.id)}/clear-owed`, { method: 'POST', body: { reason: reason.value.trim() } });
+      await showUser(user.id);
+      $('user-out').append(h('p', { class: 'ok-text', 'data-testid': 'owed-result', text: `Cleared ${fmtInt(r.cleared)} owed credits.` }));
+      loadOrders().catch(() => {});
+    } catch (e) {
+      if (!handleAuth(e)) { msg.className = 'err'; msg.textContent = e.message; }
+    }
+  });
+  return h('div', {}, form, msg);
+}
+
 // ---- users -------------------------------------------------------------------
 async function loadUsers() {
   const r = await api('/api/admin/users?limit=6');
@@ -452,10 +500,11 @@ async function showUser(id) {
     out.replaceChildren(h('div', { class: 'userbox' },
       h('dl', {}, h('dt', { text: 'Name' }), h('dd', { text: user.name }), h('dt', { text: 'Id' }), h('dd', {}, h('code', { text: user.id })),
         h('dt', { text: 'Balance' }), h('dd', { 'data-testid': 'user-credits', text: `${fmtInt(user.credits)} credits` }),
-        h('dt', { text: 'Since' }), h('dd', { text: stamp(user.created_at) })),
+        h('dt', { text: 'Since' }), h('dd', { text: stamp(user.created_at) }),
+        ...(user.owed ? [h('dt', { text: 'Owes' }), h('dd', { class: 'err', 'data-testid': 'user-owed', text: `${fmtInt(user.owed)} credits` })] : [])),
       h('table', { class: 'table' }, h('tbody', {}, ledger.entries.map((e) => h('tr', {}, h('td', { text: stamp(e.created_at) }), h('td', { text: e.kind }),
         h('td', { class: 'mono', text: (e.amount > 0 ? '+' : '') + e.amount }), h('td', { class: 'hint-cell', text: e.reason || e.task_id || '' }))))),
-      form, msg));
+      owedBox(user), form, msg));
   } catch (e) {
     if (!handleAuth(e)) out.replaceChildren(h('p', { class: 'err', text: e.status === 404 ? 'No user has this id.' : e.message }));
   }
@@ -482,7 +531,7 @@ async function load() {
     renderMetrics(m);
     lastOpen = renderAlerts(alerts);
     renderStatus(lastOpen, lastDiag);
-    await Promise.all([loadStuck(), loadUsers()]);
+    await Promise.all([loadStuck(), loadUsers(), loadOrders()]);
     $('updated').textContent = 'Updated ' + new Date().toLocaleTimeString('en-GB');
     document.body.dataset.loaded = 'true';
     problem('');

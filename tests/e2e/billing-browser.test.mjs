@@ -104,3 +104,54 @@ test('buy credits: packs, checkout and back, payment received, credits and the p
   assert.deepEqual(problems, [], 'no console errors, CSP violations or failed requests');
   await ctx.close();
 });
+
+test('the operator dashboard lists orders with their states, shows what a user owes, and clears it', { timeout: 90000 }, async () => {
+  // A purchase, spent in part, then refunded in full: the user owes what was spent.
+  const user = await stack.createUser(0, 'Owen Owes');
+  const r = await stack.api('POST', '/api/billing/checkout', { key: user.key, json: { pack: 'small' } });
+  assert.equal(r.status, 201, r.text);
+  const session = [...stripeSim.state.sessions.values()].find((x) => x.metadata.order_id === r.body.order_id);
+  const oracle = (await import('stripe')).default;
+  const signer = new oracle('sk_test_oracle_only');
+  const send = async (event) => {
+    const payload = JSON.stringify(event);
+    const header = signer.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET, timestamp: Math.floor(Date.now() / 1000) });
+    return stack.api('POST', '/api/webhooks/stripe', { body: payload, headers: { 'content-type': 'application/json', 'stripe-signature': header } });
+  };
+  const { makeEvent } = await import('../../sim/stripe-sim.mjs');
+  assert.equal((await send(makeEvent('checkout.session.completed', stripeSim.completedSession(session.id)))).body.outcome, 'granted');
+  const task = await stack.api('POST', '/api/create/ai-image', { key: user.key, json: { model: 'nano-banana', prompt: 'spent before the refund' } });
+  assert.equal((await stack.waitTerminal(user.key, task.body.task.id)).state, 'succeeded');
+  assert.equal((await send(makeEvent('charge.refunded', stripeSim.charge(session.id, { amount_refunded: 500 })))).body.outcome, 'reversed');
+
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 }, locale: 'en-US' });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(20000);
+  const problems = [];
+  page.on('console', (m) => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(m.text()); });
+  page.on('pageerror', (e) => problems.push(String(e)));
+  await page.goto(stack.url + '/admin');
+  await page.getByTestId('admin-token').fill(stack.bindings.ADMIN_TOKEN);
+  await page.getByTestId('signin-submit').click();
+  await page.locator('body[data-loaded="true"]').waitFor();
+  const row = page.locator(`[data-testid="order"][data-order-id="${r.body.order_id}"]`);
+  await row.waitFor();
+  assert.equal(await row.getAttribute('data-state'), 'paid');
+  const cells = await row.locator('td').allTextContents();
+  assert.deepEqual(cells.slice(1, 7), [user.id, '10', '5.00 USD', 'paid', '5.00 USD · 10 cr back', '2']);
+
+  await page.getByTestId('user-id').fill(user.id);
+  await page.getByTestId('user-lookup').click();
+  await page.getByTestId('user-owed').filter({ hasText: '2 credits' }).waitFor();
+  await page.getByTestId('owed-reason').fill('paid back by bank transfer');
+  await page.getByTestId('owed-clear').click();
+  await page.getByTestId('owed-result').filter({ hasText: 'Cleared 2 owed credits.' }).waitFor();
+  assert.equal(await page.getByTestId('user-owed').count(), 0);
+  const ledger = await stack.sql('SELECT kind, amount, reason, actor FROM ledger WHERE user_id = ? ORDER BY id DESC LIMIT 1', user.id);
+  assert.deepEqual(ledger, [{ kind: 'adjust', amount: 0, reason: 'owed cleared (2 credits): paid back by bank transfer', actor: 'admin' }]);
+  const inv = await ledgerInvariant(stack, user.id);
+  assert.equal(inv.balance, inv.ledgerSum);
+  await page.screenshot({ path: path.join(SHOTS, 'billing-dashboard-orders.png'), fullPage: true });
+  assert.deepEqual(problems, [], 'no console errors on the dashboard');
+  await ctx.close();
+});
