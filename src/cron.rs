@@ -1,8 +1,9 @@
 //! The scheduled job (every minute): refresh tasks that went quiet at Kie,
 //! resubmit deferred tasks within Kie's create window, fail (and refund) tasks
 //! past their deadline, and keep house. Every step is a conditional write, so
-//! two runs at once are harmless. A run stays inside the invocation's
-//! subrequest budget and its time: what does not fit is left to the next run.
+//! two runs at once are harmless. The monitoring step (alerts) runs first. A
+//! run stays inside the invocation's subrequest budget and its time: what does
+//! not fit is left to the next run.
 
 use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
@@ -42,8 +43,13 @@ struct Summary {
 pub async fn run(env: Env, cron: String) {
     let started = now_ms();
     let log = Log::new(&format!("cron-{started}"), "cron");
+    if let Ok(cfg) = settings::config(&env) {
+        log.set_subrequest_budget(cfg.subrequest_budget);
+    }
+    // Monitoring first: its cost is bounded, and alerts must be evaluated even
+    // when the task work fails or a backlog would take the whole budget.
+    crate::monitoring::run(&env, &log).await;
     let outcome = run_steps(&env, &log, started).await;
-    crate::monitoring::after_cron(&env, &log).await;
     match outcome {
         Ok(summary) => {
             let mut fields = log.cost_fields();
@@ -69,7 +75,6 @@ pub async fn run(env: Env, cron: String) {
 async fn run_steps(env: &Env, log: &Log, started: i64) -> AppResult<Value> {
     let cfg = settings::config(env)
         .map_err(|p| AppError::internal(format!("config problems: {:?}", p.iter().map(|p| &p.name).collect::<Vec<_>>())))?;
-    log.set_subrequest_budget(cfg.subrequest_budget);
     let d1 = env.d1("DB").map_err(|e| AppError::internal(format!("d1 binding: {e}")))?;
     let db = Db::new(d1, log.clone());
     let p = Pipeline::new(env.clone(), db.clone(), cfg, log.clone()).until(started + RUN_BUDGET_MS);

@@ -41,7 +41,7 @@ const D1_DOWN_CONDITION: &str = "d1_unreadable";
 pub const SERVICE: &str = "banana-worker";
 
 /// Runs the monitoring step and logs one `monitor.run` (or `monitor.failed`) line.
-pub async fn after_cron(env: &Env, log: &Log) {
+pub async fn run(env: &Env, log: &Log) {
     let started = now_ms();
     let (cfg, _problems) = MonitorConfig::load(&|name| settings::setting(env, name));
     let dashboard = settings::setting(env, "PUBLIC_BASE_URL").map(|b| format!("{}/admin", b.trim().trim_end_matches('/')));
