@@ -5,7 +5,7 @@
 use super::error::{AppError, AppResult};
 use super::ids::{OrderId, UserId};
 use super::time::rfc3339;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 /// How long a Checkout Session stays open (Stripe allows 30 min to 24 h).
@@ -147,8 +147,7 @@ pub fn load_billing(
     (Some(BillingConfig { secret_key, webhook_secret, api_base, packs }), problems)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderState {
     /// Recorded; its Checkout Session is being created.
     Pending,
@@ -220,7 +219,7 @@ impl OrderTransition {
 }
 
 /// An order as stored (typed D1 row).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Order {
     pub id: OrderId,
     pub user_id: UserId,
@@ -253,6 +252,47 @@ pub struct Order {
 }
 
 impl Order {
+    /// The order from its D1 row (a JSON object of the columns); `None` when a
+    /// column is missing or not what it must be. Read by hand: a derived
+    /// deserializer for 23 columns costs more wasm than this.
+    pub fn from_row(row: &Value) -> Option<Order> {
+        let int = |k: &str| row.get(k).and_then(Value::as_i64);
+        let opt_int = |k: &str| match row.get(k) {
+            Some(Value::Null) | None => Some(None),
+            Some(v) => v.as_i64().map(Some),
+        };
+        let text = |k: &str| row.get(k).and_then(Value::as_str).map(str::to_string);
+        let opt_text = |k: &str| match row.get(k) {
+            Some(Value::Null) | None => Some(None),
+            Some(v) => v.as_str().map(|s| Some(s.to_string())),
+        };
+        Some(Order {
+            id: OrderId::parse(row.get("id")?.as_str()?)?,
+            user_id: UserId::parse(row.get("user_id")?.as_str()?)?,
+            pack_id: text("pack_id")?,
+            credits: int("credits")?,
+            amount: int("amount")?,
+            currency: text("currency")?,
+            state: OrderState::parse(row.get("state")?.as_str()?)?,
+            checkout_session_id: opt_text("checkout_session_id")?,
+            checkout_url: opt_text("checkout_url")?,
+            payment_intent_id: opt_text("payment_intent_id")?,
+            failure: opt_text("failure")?,
+            expires_at: opt_int("expires_at")?,
+            lease_until: opt_int("lease_until")?,
+            refunded_amount: int("refunded_amount")?,
+            disputed_amount: int("disputed_amount")?,
+            reversed_credits: int("reversed_credits")?,
+            refund_credits: int("refund_credits")?,
+            owed: int("owed")?,
+            owed_cleared: int("owed_cleared")?,
+            created_at: int("created_at")?,
+            updated_at: int("updated_at")?,
+            paid_at: opt_int("paid_at")?,
+            closed_at: opt_int("closed_at")?,
+        })
+    }
+
     /// The order as its owner sees it (`admin` adds the ids that join it to Stripe).
     pub fn view(&self, admin: bool) -> Value {
         let at = |t: Option<i64>| t.map(rfc3339);
@@ -437,6 +477,31 @@ mod tests {
         for t in [OrderTransition::FAIL, OrderTransition::EXPIRE, OrderTransition::AWAIT, OrderTransition::OPEN] {
             assert!(!t.from.contains(&OrderState::Paid));
         }
+    }
+
+    #[test]
+    fn rows_decode_and_a_bad_row_is_refused() {
+        let row = serde_json::json!({
+            "id": OrderId::new(&[1; 16]), "user_id": UserId::new(&[2; 16]), "pack_id": "small", "credits": 10, "amount": 500,
+            "currency": "usd", "state": "processing", "checkout_session_id": "cs_test_1", "checkout_url": null,
+            "payment_intent_id": "pi_1", "failure": null, "expires_at": 1_800_000_000_000_i64, "lease_until": null,
+            "refunded_amount": 0, "disputed_amount": 0, "reversed_credits": 0, "refund_credits": 0, "owed": 0, "owed_cleared": 0,
+            "created_at": 1, "updated_at": 2, "paid_at": null, "closed_at": null
+        });
+        let o = Order::from_row(&row).unwrap();
+        assert_eq!(o.state, OrderState::Processing);
+        assert_eq!(o.checkout_session_id.as_deref(), Some("cs_test_1"));
+        assert_eq!(o.checkout_url, None);
+        assert_eq!(o.expires_at, Some(1_800_000_000_000));
+        for (k, bad) in [("state", serde_json::json!("refunded")), ("credits", serde_json::json!("10")), ("id", serde_json::json!("tsk_x"))]
+        {
+            let mut r = row.clone();
+            r[k] = bad;
+            assert!(Order::from_row(&r).is_none(), "{k}");
+        }
+        let mut r = row.clone();
+        r.as_object_mut().unwrap().remove("owed");
+        assert!(Order::from_row(&r).is_none());
     }
 
     #[test]

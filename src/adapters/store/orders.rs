@@ -15,12 +15,12 @@
 //! - Every batch that acts on an event starts by remembering its id; a
 //!   redelivery inserts nothing, so nothing after it in the batch applies.
 
-use super::super::d1::{num, opt_text, text, Db};
+use super::super::d1::{num, opt_text, text, Db, Stmt};
 use crate::domain::billing::{Order, OrderState, OrderTransition, ReversalKind, SESSION_LEASE_MS};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::{OrderId, UserId};
 use crate::domain::stripe::StripeEvent;
-use serde::Deserialize;
+use serde_json::Value;
 use wasm_bindgen::JsValue;
 
 /// A pending order older than this, whose lease ran out, is failed as abandoned.
@@ -50,16 +50,29 @@ fn transition_sql(t: OrderTransition, set: &str, condition: &str, args: &mut Vec
     format!("UPDATE orders SET state = ?{to}, {set} WHERE {condition} AND {from}")
 }
 
+/// Orders from their rows (each read by `Order::from_row`).
+async fn orders(db: &Db, stmt: Stmt) -> AppResult<Vec<Order>> {
+    db.all::<Value>(stmt)
+        .await?
+        .iter()
+        .map(|row| Order::from_row(row).ok_or_else(|| AppError::internal("an orders row did not decode")))
+        .collect()
+}
+
+async fn order(db: &Db, stmt: Stmt) -> AppResult<Option<Order>> {
+    Ok(orders(db, stmt).await?.into_iter().next())
+}
+
 pub async fn by_id(db: &Db, id: &OrderId) -> AppResult<Option<Order>> {
-    db.first(db.stmt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"), &[text(id.as_str())])?).await
+    order(db, db.stmt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"), &[text(id.as_str())])?).await
 }
 
 pub async fn by_session(db: &Db, session_id: &str) -> AppResult<Option<Order>> {
-    db.first(db.stmt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE checkout_session_id = ?1"), &[text(session_id)])?).await
+    order(db, db.stmt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE checkout_session_id = ?1"), &[text(session_id)])?).await
 }
 
 pub async fn by_payment_intent(db: &Db, payment_intent: &str) -> AppResult<Option<Order>> {
-    db.first(db.stmt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE payment_intent_id = ?1"), &[text(payment_intent)])?).await
+    order(db, db.stmt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE payment_intent_id = ?1"), &[text(payment_intent)])?).await
 }
 
 /// What a new order is made of.
@@ -119,7 +132,7 @@ pub async fn open_or_create(db: &Db, new: &NewOrder<'_>, now: i64, reuse_margin_
         &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?1 AND pack_id = ?2 AND state IN ('pending', 'open')"),
         &[user, text(new.pack_id)],
     )?;
-    match db.first::<Order>(stmt).await? {
+    match order(db, stmt).await? {
         Some(order) => {
             let created = order.id == *new.id;
             Ok((order, created))
@@ -164,7 +177,7 @@ pub async fn mark_failed(db: &Db, id: &OrderId, failure: &str, now: i64) -> AppR
 }
 
 /// The statement that remembers an event id (changes 1 row if it is new).
-fn remember(db: &Db, event: &StripeEvent, order_id: Option<&OrderId>, now: i64) -> AppResult<super::super::d1::Stmt> {
+fn remember(db: &Db, event: &StripeEvent, order_id: Option<&OrderId>, now: i64) -> AppResult<Stmt> {
     db.stmt(
         "INSERT INTO stripe_events (id, type, order_id, received_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
         &[text(&event.id), text(&event.kind), opt_text(order_id.map(OrderId::as_str)), num(now)],
@@ -288,7 +301,7 @@ pub struct ReversalRequest<'a> {
 }
 
 /// One refund or dispute as it was applied.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Reversal {
     pub credits: i64,
     pub taken: i64,
@@ -358,8 +371,9 @@ pub async fn reverse(
     if outcome != Applied::Changed {
         return Ok((outcome, None));
     }
-    let row = db.first::<Reversal>(db.stmt("SELECT credits, taken, owed FROM order_reversals WHERE key = ?1", &[text(key)])?).await?;
-    Ok((outcome, row))
+    let row = db.first::<Value>(db.stmt("SELECT credits, taken, owed FROM order_reversals WHERE key = ?1", &[text(key)])?).await?;
+    let int = |r: &Value, k: &str| r.get(k).and_then(Value::as_i64).unwrap_or(0);
+    Ok((outcome, row.map(|r| Reversal { credits: int(&r, "credits"), taken: int(&r, "taken"), owed: int(&r, "owed") })))
 }
 
 /// A page of orders, newest first: one user's, in one state, or those with credits owed.
@@ -385,7 +399,7 @@ pub async fn list(
         sql.push_str(" AND owed > 0");
     }
     sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?3");
-    db.all(db.stmt(&sql, &args)?).await
+    orders(db, db.stmt(&sql, &args)?).await
 }
 
 /// Forgives everything the user owes, with a zero-amount ledger row and an
@@ -393,16 +407,13 @@ pub async fn list(
 /// Invariant: `users.owed` and `SUM(orders.owed)` both go to zero together;
 /// balances do not change.
 pub async fn clear_owed(db: &Db, user_id: &UserId, reason: &str, now: i64) -> AppResult<i64> {
-    #[derive(Deserialize)]
-    struct Owed {
-        owed: i64,
-    }
     let before = db
-        .first::<Owed>(
+        .first::<Value>(
             db.stmt("SELECT COALESCE(SUM(owed), 0) AS owed FROM orders WHERE user_id = ?1 AND owed > 0", &[text(user_id.as_str())])?,
         )
         .await?
-        .map_or(0, |o| o.owed);
+        .and_then(|r| r.get("owed").and_then(Value::as_i64))
+        .unwrap_or(0);
     let args = [text(user_id.as_str()), text(reason), num(now)];
     let changes = db
         .batch(vec![
