@@ -1,7 +1,8 @@
 //! The scheduled job (every minute): refresh tasks that went quiet at Kie,
 //! resubmit deferred tasks within Kie's create window, fail (and refund) tasks
-//! past their deadline, and keep house. Every step is a conditional write, so
-//! two runs at once are harmless. The monitoring step (alerts) runs first. A
+//! past their deadline, and keep house (one batch that forgets what is past
+//! its keeping time). Every step is a conditional write, so two runs at once
+//! are harmless. The monitoring step (alerts) runs first. A
 //! run stays inside the invocation's subrequest budget and its time: what does
 //! not fit is left to the next run.
 
@@ -9,7 +10,7 @@ use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
 use crate::adapters::log::Log;
 use crate::adapters::settings;
-use crate::adapters::store::{accounts, ops, tasks};
+use crate::adapters::store::{accounts, ops, orders, tasks};
 use crate::domain::error::{AppError, AppResult};
 use crate::pipeline::{Pipeline, Submission};
 use serde_json::{json, Value};
@@ -18,7 +19,7 @@ use worker::{Delay, Env};
 
 /// How long one run works (a minute-cron must end before the next begins).
 const RUN_BUDGET_MS: i64 = 45_000;
-/// Subrequests kept for the end of the run: pruning and the run's record.
+/// Subrequests kept for the end of the run: housekeeping (one batch) and the run's record.
 const END_RESERVE: u32 = 2;
 /// At most what refreshing one task costs: claim, record, then either a state
 /// write, or copying one result (fetch, put) and finishing, or failing it.
@@ -36,6 +37,7 @@ struct Summary {
     deferred: u32,
     failed_submissions: u32,
     rate_windows_pruned: usize,
+    stripe_events_pruned: usize,
     /// The run stopped early to stay inside its budget (subrequests or time).
     stopped_early: bool,
 }
@@ -82,10 +84,10 @@ async fn run_steps(env: &Env, log: &Log, started: i64) -> AppResult<Value> {
     // Tasks already at Kie first: they are paid for there.
     refresh_quiet(&p, &mut summary).await?;
     drain_queue(&p, &mut summary).await?;
-    summary.rate_windows_pruned = ops::prune_rate_windows(&db, now_ms()).await?;
-    accounts::prune(&db, now_ms(), p.cfg.new_accounts_window_s * 1000).await?;
+    forget_old_records(&p, &mut summary).await?;
     let summary = json!({ "submitted": summary.submitted, "deferred": summary.deferred, "failed_submissions": summary.failed_submissions,
                           "refreshed": summary.refreshed, "rate_windows_pruned": summary.rate_windows_pruned,
+                          "stripe_events_pruned": summary.stripe_events_pruned,
                           "stopped_early": summary.stopped_early });
     ops::record_cron_run(&db, started, now_ms(), &summary.to_string()).await?;
     Ok(summary)
@@ -160,5 +162,19 @@ async fn drain_queue(p: &Pipeline, summary: &mut Summary) -> AppResult<()> {
             break;
         }
     }
+    Ok(())
+}
+
+/// Keeps house in one batch: rate windows older than an hour, expired
+/// sessions, sign-ins and sign-ups, old IP windows, Stripe event ids past
+/// their keeping time.
+async fn forget_old_records(p: &Pipeline, summary: &mut Summary) -> AppResult<()> {
+    let now = now_ms();
+    let mut forget = vec![ops::forget_rate_windows(&p.db, now)?, orders::forget_old_events(&p.db, now)?];
+    forget.extend(accounts::forget_expired(&p.db, now, p.cfg.new_accounts_window_s * 1000)?);
+    let changes = p.db.batch(forget).await?;
+    let mut changes = changes.into_iter();
+    summary.rate_windows_pruned = changes.next().unwrap_or(0);
+    summary.stripe_events_pruned = changes.next().unwrap_or(0);
     Ok(())
 }

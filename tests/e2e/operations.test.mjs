@@ -127,13 +127,23 @@ test('a cron that never ran is a failure in production and only a note elsewhere
   }
 });
 
-test('the cron records and logs each run, and prunes old rate-limit windows', async () => {
+test('the cron records and logs each run, and forgets old rate-limit windows and Stripe event ids', async () => {
+  const day = 24 * 3600 * 1000;
   await s.sql('INSERT INTO rate_windows (user_id, window_start, count) VALUES (?, ?, 1), (?, ?, 1)', 'usr_old', 0, 'usr_new', Date.now());
+  // Event ids are kept 30 days: one a day past that goes, one a day short of it stays.
+  await s.sql(
+    "INSERT INTO stripe_events (id, type, order_id, received_at) VALUES ('evt_old', 'charge.refunded', NULL, ?), ('evt_kept', 'charge.refunded', NULL, ?)",
+    Date.now() - 31 * day,
+    Date.now() - 29 * day,
+  );
   await s.cron();
   const left = await s.sql("SELECT user_id FROM rate_windows WHERE user_id IN ('usr_old', 'usr_new')");
   assert.deepEqual(left.map((r) => r.user_id), ['usr_new']);
+  const events = await s.sql("SELECT id FROM stripe_events WHERE id IN ('evt_old', 'evt_kept')");
+  assert.deepEqual(events.map((r) => r.id), ['evt_kept']);
   const line = [...s.logs].reverse().find((l) => l.event === 'cron.run');
   assert.ok(line.summary.rate_windows_pruned >= 1 && typeof line.duration_ms === 'number', JSON.stringify(line));
+  assert.equal(line.summary.stripe_events_pruned, 1, JSON.stringify(line));
   const [run] = await s.sql('SELECT summary FROM cron_runs ORDER BY id DESC LIMIT 1');
   assert.equal(JSON.parse(run.summary).rate_windows_pruned, line.summary.rate_windows_pruned);
 });

@@ -3,7 +3,7 @@
 //! per-IP limit on new accounts, and self-service API keys. Cookie tokens are
 //! stored as hashes only.
 
-use super::super::d1::{num, opt_text, text, Db};
+use super::super::d1::{num, opt_text, text, Db, Stmt};
 use super::users::User;
 use crate::domain::error::AppResult;
 use crate::domain::ids::UserId;
@@ -274,16 +274,13 @@ pub async fn revoke_key(db: &Db, user_id: &UserId, public_id: &str, now: i64) ->
     Ok(db.run(stmt).await? > 0)
 }
 
-/// Forgets expired sessions, sign-ins and waiting sign-ups, and IP windows
-/// older than `keep_windows_ms`.
-pub async fn prune(db: &Db, now: i64, keep_windows_ms: i64) -> AppResult<usize> {
-    let changes = db
-        .batch(vec![
-            db.stmt("DELETE FROM sessions WHERE expires_at <= ?1", &[num(now)])?,
-            db.stmt("DELETE FROM login_attempts WHERE expires_at <= ?1", &[num(now)])?,
-            db.stmt("DELETE FROM pending_signups WHERE expires_at <= ?1", &[num(now)])?,
-            db.stmt("DELETE FROM signup_windows WHERE window_start < ?1 - ?2", &[num(now), num(keep_windows_ms)])?,
-        ])
-        .await?;
-    Ok(changes.iter().sum())
+/// The statements that forget expired sessions, sign-ins and waiting
+/// sign-ups, and IP windows older than `keep_windows_ms`.
+pub fn forget_expired(db: &Db, now: i64, keep_windows_ms: i64) -> AppResult<Vec<Stmt>> {
+    Ok(vec![
+        db.stmt("DELETE FROM sessions WHERE expires_at <= ?1", &[num(now)])?,
+        db.stmt("DELETE FROM login_attempts WHERE expires_at <= ?1", &[num(now)])?,
+        db.stmt("DELETE FROM pending_signups WHERE expires_at <= ?1", &[num(now)])?,
+        db.stmt("DELETE FROM signup_windows WHERE window_start < ?1 - ?2", &[num(now), num(keep_windows_ms)])?,
+    ])
 }

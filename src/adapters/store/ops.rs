@@ -1,7 +1,7 @@
 //! What operators read and the scheduled job keeps: the audit log, cron runs,
 //! the applied migrations, and housekeeping.
 
-use super::super::d1::{num, text, Db};
+use super::super::d1::{num, text, Db, Stmt};
 use crate::domain::error::AppResult;
 use serde::Deserialize;
 
@@ -67,7 +67,8 @@ pub async fn applied_migrations(db: &Db) -> AppResult<Vec<String>> {
     Ok(db.all::<Migration>(stmt).await?.into_iter().map(|m| m.name).collect())
 }
 
-/// Forgets per-user rate windows older than an hour (they only matter for a minute).
-pub async fn prune_rate_windows(db: &Db, now: i64) -> AppResult<usize> {
-    db.run(db.stmt("DELETE FROM rate_windows WHERE window_start < ?1 - 3600000", &[num(now)])?).await
+/// The statement that forgets per-user rate windows older than an hour (they
+/// only matter for a minute).
+pub fn forget_rate_windows(db: &Db, now: i64) -> AppResult<Stmt> {
+    db.stmt("DELETE FROM rate_windows WHERE window_start < ?1 - 3600000", &[num(now)])
 }

@@ -184,6 +184,17 @@ fn remember(db: &Db, event: &StripeEvent, order_id: Option<&OrderId>, now: i64) 
     )
 }
 
+/// How long an event id is remembered. Past it a redelivery could not be
+/// signed anew by anyone but Stripe, which stops retrying after 3 days, and
+/// would still change nothing: a grant is keyed by its order, a reversal by
+/// its refund or dispute.
+pub const KEEP_EVENTS_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// The statement that forgets event ids older than [`KEEP_EVENTS_MS`].
+pub fn forget_old_events(db: &Db, now: i64) -> AppResult<Stmt> {
+    db.stmt("DELETE FROM stripe_events WHERE received_at < ?1", &[num(now - KEEP_EVENTS_MS)])
+}
+
 /// Remembers an event that changes nothing (an unknown type, an order we do
 /// not know); true if it had not been seen before.
 pub async fn remember_event(db: &Db, event: &StripeEvent, order_id: Option<&OrderId>, now: i64) -> AppResult<bool> {
