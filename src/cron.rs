@@ -2,9 +2,9 @@
 //! resubmit deferred tasks within Kie's create window, fail (and refund) tasks
 //! past their deadline, and keep house (one batch that forgets what is past
 //! its keeping time). Every step is a conditional write, so two runs at once
-//! are harmless. The monitoring step (alerts) runs first. A
-//! run stays inside the invocation's subrequest budget and its time: what does
-//! not fit is left to the next run.
+//! are harmless. The monitoring step (alerts) runs first. A run stays inside
+//! the invocation's subrequest budget and its time: what does not fit is left
+//! to the next run.
 
 use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;

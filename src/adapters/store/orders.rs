@@ -184,10 +184,9 @@ fn remember(db: &Db, event: &StripeEvent, order_id: Option<&OrderId>, now: i64) 
     )
 }
 
-/// How long an event id is remembered. Past it a redelivery could not be
-/// signed anew by anyone but Stripe, which stops retrying after 3 days, and
-/// would still change nothing: a grant is keyed by its order, a reversal by
-/// its refund or dispute.
+/// How long an event id is remembered. Stripe stops redelivering an event
+/// after 3 days, and one arriving later would still change nothing: a grant
+/// is keyed by its order, a reversal by its refund or dispute.
 pub const KEEP_EVENTS_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// The statement that forgets event ids older than [`KEEP_EVENTS_MS`].
