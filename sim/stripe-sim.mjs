@@ -1,7 +1,8 @@
 // A local stand-in for the part of Stripe this service uses, for tests and
 // `wrangler dev`: POST /v1/checkout/sessions (form-encoded, Idempotency-Key
 // honoured like Stripe: the same key answers the same session, and the same
-// key with other parameters is refused), GET /v1/balance, and a checkout page
+// key with other parameters is refused), GET /v1/checkout/sessions?payment_intent=
+// (the session a payment went through), GET /v1/balance, and a checkout page
 // (GET /c/pay/<session>) whose "Pay" button sends the signed
 // checkout.session.completed event to the Worker's webhook and returns the
 // person to success_url, as Stripe would.
@@ -87,6 +88,12 @@ export async function startStripeSim({ port = 0, host = '127.0.0.1', apiKey, web
     }
     if (req.method === 'GET' && url.pathname === '/v1/balance') {
       return json(res, 200, { object: 'balance', livemode: false, available: [{ amount: 0, currency: 'usd' }], pending: [] });
+    }
+    if (req.method === 'GET' && url.pathname === '/v1/checkout/sessions') {
+      // Stripe's list, filtered by the payment: the session whose PaymentIntent it is.
+      const pi = url.searchParams.get('payment_intent');
+      const data = [...state.sessions.values()].filter((x) => pi && x.pi === pi).map((x) => completedSession(x.id));
+      return json(res, 200, { object: 'list', url: '/v1/checkout/sessions', has_more: false, data: data.slice(0, Number(url.searchParams.get('limit') || 10)) });
     }
     if (req.method === 'POST' && url.pathname === '/v1/checkout/sessions') {
       if (!String(req.headers['content-type'] || '').startsWith('application/x-www-form-urlencoded')) {

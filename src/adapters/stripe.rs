@@ -5,7 +5,7 @@ use super::clock::now_ms;
 use super::log::Log;
 use super::outbound;
 use crate::domain::kie::Transport;
-use crate::domain::stripe::{classify_session, CreatedSession, StripeOutcome};
+use crate::domain::stripe::{classify_session, classify_session_list, session_of_payment_path, CreatedSession, StripeOutcome};
 use serde_json::{json, Value};
 
 /// Stripe answers a Checkout Session in well under a second; a call still
@@ -50,6 +50,17 @@ impl StripeClient<'_> {
     pub async fn create_checkout_session(&self, form: &str, idempotency_key: &str) -> StripeOutcome<CreatedSession> {
         match self.call("checkout_session", "POST", "/v1/checkout/sessions", Some(form), Some(idempotency_key)).await {
             Transport::Response { status, body } => classify_session(status, &body),
+            other => StripeOutcome::Unavailable(other.to_string()),
+        }
+    }
+
+    /// `GET /v1/checkout/sessions?payment_intent=…`: the Checkout Session a
+    /// payment was made through (`None`: not through Checkout, or not a
+    /// PaymentIntent id at all).
+    pub async fn session_of_payment(&self, payment_intent: &str) -> StripeOutcome<Option<String>> {
+        let Some(path) = session_of_payment_path(payment_intent) else { return StripeOutcome::Ok(None) };
+        match self.call("session_of_payment", "GET", &path, None, None).await {
+            Transport::Response { status, body } => classify_session_list(status, &body),
             other => StripeOutcome::Unavailable(other.to_string()),
         }
     }

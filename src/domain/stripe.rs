@@ -301,6 +301,34 @@ pub fn classify_session(status: u16, body: &[u8]) -> StripeOutcome<CreatedSessio
     }
 }
 
+/// The path that lists the Checkout Session a PaymentIntent belongs to;
+/// `None` for anything that is not a PaymentIntent id (nothing to ask).
+pub fn session_of_payment_path(payment_intent: &str) -> Option<String> {
+    let well_formed = payment_intent.starts_with("pi_")
+        && payment_intent.len() <= 255
+        && payment_intent.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    well_formed.then(|| format!("/v1/checkout/sessions?payment_intent={payment_intent}&limit=1"))
+}
+
+/// Reads Stripe's answer to that list: the session's id, or `None` when the
+/// payment was not made through Checkout.
+pub fn classify_session_list(status: u16, body: &[u8]) -> StripeOutcome<Option<String>> {
+    match status {
+        200..=299 => {
+            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            match v.get("data").and_then(Value::as_array) {
+                Some(list) => StripeOutcome::Ok(list.first().and_then(|s| stripe_id(s.get("id"))).filter(|id| id.starts_with("cs_"))),
+                None => StripeOutcome::Unavailable(format!("http {status} without a list")),
+            }
+        }
+        429 | 500.. => StripeOutcome::Unavailable(format!("http {status}")),
+        _ => {
+            let (error_type, error_code) = error_fields(body);
+            StripeOutcome::Refused { status, error_type, error_code }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,5 +526,19 @@ mod tests {
             classify_session(401, br#"{"error":{"type":"invalid_request_error","code":"api_key_invalid","message":"Invalid API Key provided: sk_test_****"}}"#),
             StripeOutcome::Refused { status: 401, error_type: "invalid_request_error".into(), error_code: "api_key_invalid".into() }
         );
+    }
+
+    #[test]
+    fn the_session_of_a_payment_is_asked_for_and_read() {
+        assert_eq!(session_of_payment_path("pi_3AbC_9").as_deref(), Some("/v1/checkout/sessions?payment_intent=pi_3AbC_9&limit=1"));
+        for bad in ["", "ch_1", "pi_1&limit=100", "pi_1/../v1/balance", "pi_ 1"] {
+            assert_eq!(session_of_payment_path(bad), None, "{bad}");
+        }
+        let found = br#"{"object":"list","data":[{"id":"cs_test_1","object":"checkout.session"}],"has_more":false}"#;
+        assert_eq!(classify_session_list(200, found), StripeOutcome::Ok(Some("cs_test_1".into())));
+        assert_eq!(classify_session_list(200, br#"{"object":"list","data":[]}"#), StripeOutcome::Ok(None));
+        assert!(matches!(classify_session_list(200, b"<html>"), StripeOutcome::Unavailable(_)));
+        assert!(matches!(classify_session_list(503, b""), StripeOutcome::Unavailable(_)));
+        assert!(matches!(classify_session_list(401, b"{}"), StripeOutcome::Refused { status: 401, .. }));
     }
 }

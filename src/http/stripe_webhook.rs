@@ -12,9 +12,10 @@ use super::request::Request;
 use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
 use crate::adapters::store::orders::{self, Applied, ReversalRequest};
-use crate::domain::billing::{Order, OrderTransition, ReversalKind};
-use crate::domain::error::{AppError, AppResult};
-use crate::domain::stripe::{parse_event, verify_signature, CloseReason, StripeAction, StripeEvent, SIGNATURE_TOLERANCE_S};
+use crate::adapters::stripe::{StripeClient, STRIPE_TIMEOUT_MS};
+use crate::domain::billing::{BillingConfig, Order, OrderState, OrderTransition, ReversalKind};
+use crate::domain::error::{AppError, AppResult, ErrorCode};
+use crate::domain::stripe::{parse_event, verify_signature, CloseReason, StripeAction, StripeEvent, StripeOutcome, SIGNATURE_TOLERANCE_S};
 use serde_json::json;
 use worker::Response;
 
@@ -38,7 +39,7 @@ pub async fn receive(ctx: &Ctx, req: Request) -> AppResult<Response> {
     };
     ctx.log.set("stripe_event_id", &event.id);
     let db = ctx.db()?;
-    let outcome = apply(ctx, &db, &event).await?;
+    let outcome = apply(ctx, &db, billing, &event).await?;
     ctx.log.info(
         "stripe.event",
         "Stripe event handled",
@@ -48,7 +49,7 @@ pub async fn receive(ctx: &Ctx, req: Request) -> AppResult<Response> {
 }
 
 /// What the event did, as a stable word for the log and the answer.
-async fn apply(ctx: &Ctx, db: &Db, event: &StripeEvent) -> AppResult<&'static str> {
+async fn apply(ctx: &Ctx, db: &Db, billing: &BillingConfig, event: &StripeEvent) -> AppResult<&'static str> {
     let now = now_ms();
     match &event.action {
         StripeAction::Paid { session_id, payment_intent, amount_total, currency } => {
@@ -91,7 +92,7 @@ async fn apply(ctx: &Ctx, db: &Db, event: &StripeEvent) -> AppResult<&'static st
             Ok(word(applied, "closed"))
         }
         StripeAction::Refunded { payment_intent, charge_id, amount_refunded, refund_id } => {
-            let Some(order) = payment_order(ctx, db, event, payment_intent, now).await? else { return Ok("unknown_payment") };
+            let Some(order) = paid_order(ctx, db, billing, event, payment_intent, now).await? else { return Ok("unknown_payment") };
             // Keyed by the cumulative amount: each refund of the charge raises it once.
             let key = format!("refund:{charge_id}:{amount_refunded}");
             let stripe_id = refund_id.as_deref().unwrap_or(charge_id);
@@ -99,7 +100,7 @@ async fn apply(ctx: &Ctx, db: &Db, event: &StripeEvent) -> AppResult<&'static st
             reverse(ctx, db, event, &order, &r, now).await
         }
         StripeAction::Disputed { payment_intent, dispute_id, amount } => {
-            let Some(order) = payment_order(ctx, db, event, payment_intent, now).await? else { return Ok("unknown_payment") };
+            let Some(order) = paid_order(ctx, db, billing, event, payment_intent, now).await? else { return Ok("unknown_payment") };
             let key = format!("dispute:{dispute_id}");
             let r = ReversalRequest { kind: ReversalKind::Dispute, key: &key, stripe_id: dispute_id, money: *amount };
             reverse(ctx, db, event, &order, &r, now).await
@@ -127,10 +128,55 @@ async fn session_order(ctx: &Ctx, db: &Db, event: &StripeEvent, session_id: &str
     found(ctx, db, event, order, "billing.unknown_order", "a Checkout Session this service did not create", now).await
 }
 
-/// The order paid by this PaymentIntent (stored from its session's events).
-async fn payment_order(ctx: &Ctx, db: &Db, event: &StripeEvent, payment_intent: &str, now: i64) -> AppResult<Option<Order>> {
-    let order = orders::by_payment_intent(db, payment_intent).await?;
-    found(ctx, db, event, order, "billing.unknown_order", "a payment that is not an order of this service (or not yet known)", now).await
+/// The paid order a refund or dispute of this PaymentIntent takes back from
+/// (the PaymentIntent is stored from its session's events); an unknown
+/// payment is remembered and logged.
+///
+/// Stripe does not promise order: a refund can arrive before the purchase's
+/// own event (our endpoint was down during the payment, say). Remembered
+/// now, it would take nothing, and the late purchase event would then grant
+/// credits that were refunded. So when the payment is one of our orders not
+/// yet paid here (Stripe says which Checkout Session it belongs to when we do
+/// not know it yet), the event is refused with 503, not remembered, and
+/// Stripe delivers it again later, after the purchase's event.
+async fn paid_order(
+    ctx: &Ctx,
+    db: &Db,
+    billing: &BillingConfig,
+    event: &StripeEvent,
+    payment_intent: &str,
+    now: i64,
+) -> AppResult<Option<Order>> {
+    let order = match orders::by_payment_intent(db, payment_intent).await? {
+        Some(order) => Some(order),
+        None => {
+            let client =
+                StripeClient { base: &billing.api_base, secret_key: &billing.secret_key, timeout_ms: STRIPE_TIMEOUT_MS, log: &ctx.log };
+            let ask_again = |why: String| {
+                AppError::new(ErrorCode::UpstreamUnavailable, "Stripe could not say whose payment this is; deliver the event again later.")
+                    .with_internal(format!("session of payment: {why}"))
+            };
+            match client.session_of_payment(payment_intent).await {
+                StripeOutcome::Ok(Some(session_id)) => orders::by_session(db, &session_id).await?,
+                StripeOutcome::Ok(None) => None,
+                StripeOutcome::Refused { status, .. } => return Err(ask_again(format!("http {status}"))),
+                StripeOutcome::Unavailable(why) => return Err(ask_again(why)),
+            }
+        }
+    };
+    if let Some(o) = order.as_ref().filter(|o| o.state != OrderState::Paid) {
+        ctx.log.set("order_id", o.id.as_str());
+        ctx.log.warn(
+            "billing.reversal_early",
+            "a refund or dispute arrived before its purchase was confirmed here; Stripe will deliver it again",
+            json!({ "stripe_event_type": event.kind, "order_state": o.state.as_str() }),
+        );
+        return Err(AppError::new(
+            ErrorCode::UpstreamUnavailable,
+            "This payment's purchase is not confirmed here yet; deliver the event again later.",
+        ));
+    }
+    found(ctx, db, event, order, "billing.unknown_order", "a payment that is not an order of this service", now).await
 }
 
 async fn found(ctx: &Ctx, db: &Db, event: &StripeEvent, order: Option<Order>, name: &str, msg: &str, now: i64) -> AppResult<Option<Order>> {

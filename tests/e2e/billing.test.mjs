@@ -287,6 +287,49 @@ test('a refund after part of the credits were spent: balance to zero, the rest o
   await invariants(u.id);
 });
 
+test('a refund or dispute that arrives before its purchase is refused with 503 and remembered only once it can take the credits back', async () => {
+  const u = await s.createUser(0);
+  // 1. The refund comes first: we do not know the PaymentIntent yet; Stripe says it is our order's.
+  const id = await buy(u.key);
+  const cs = sessionOf(id).id;
+  const refund = makeEvent('charge.refunded', stripeSim.charge(cs, { refunded: true, amount_refunded: 500, refunds: { data: [{ id: 're_early_1' }] } }));
+  const early = await send(refund);
+  assert.equal(early.status, 503, early.text);
+  assert.equal(early.body.error.code, 'upstream_unavailable');
+  assert.equal(early.body.error.retryable, true);
+  assert.ok(stripeSim.state.calls.some((c) => c.method === 'GET' && c.path === '/v1/checkout/sessions'), 'Stripe was asked whose payment it is');
+  assert.equal((await s.sql('SELECT COUNT(*) AS n FROM stripe_events WHERE id = ?', refund.id))[0].n, 0, 'not remembered: Stripe delivers it again');
+  assert.ok(s.logs.some((l) => l.event === 'billing.reversal_early' && l.order_id === id));
+  // The purchase's own event lands, then Stripe's redelivery of the refund takes everything back.
+  assert.equal((await send(completed(id))).body.outcome, 'granted');
+  assert.equal((await me(u.key)).credits, 10);
+  assert.equal((await send(refund)).body.outcome, 'reversed');
+  assert.equal((await me(u.key)).credits, 0);
+  assert.equal((await order(id)).reversed_credits, 10);
+  await invariants(u.id);
+
+  // 2. A delayed payment method: the order is processing (its PaymentIntent known) when a dispute arrives.
+  const slow = await buy(u.key);
+  assert.equal((await send(completed(slow, 'unpaid'))).body.outcome, 'processing');
+  const dispute = { id: 'dp_early_1', object: 'dispute', amount: 500, currency: 'usd', charge: sessionOf(slow).charge, payment_intent: sessionOf(slow).pi, status: 'needs_response' };
+  const disputed = makeEvent('charge.dispute.created', dispute);
+  assert.equal((await send(disputed)).status, 503);
+  assert.equal((await send(completed(slow, 'paid', 'checkout.session.async_payment_succeeded'))).body.outcome, 'granted');
+  assert.equal((await send(disputed)).body.outcome, 'reversed');
+  assert.equal((await me(u.key)).credits, 0);
+  await invariants(u.id);
+
+  // 3. Stripe cannot be asked: 503 as well, nothing remembered; a payment not made through our Checkout stays 200.
+  stripeSim.configure({ fail: 500 });
+  try {
+    const unknown = makeEvent('charge.refunded', { id: 'ch_unasked', object: 'charge', payment_intent: 'pi_unasked', amount: 100, amount_refunded: 100 });
+    assert.equal((await send(unknown)).status, 503);
+    assert.equal((await s.sql('SELECT COUNT(*) AS n FROM stripe_events WHERE id = ?', unknown.id))[0].n, 0);
+  } finally {
+    stripeSim.configure({ fail: null });
+  }
+});
+
 test('a partial refund takes back its share once; redeliveries, repeats and late smaller totals take nothing', async () => {
   const u = await s.createUser(0);
   const id = await buy(u.key, 'big'); // 100 credits for 4000
