@@ -15,7 +15,7 @@ use crate::adapters::cache::Cache;
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
 use crate::adapters::oidc::{OidcClient, ProviderError};
-use crate::adapters::store::accounts::{self, AccountOutcome, LoginAttempt, NewAccount, PendingSignup};
+use crate::adapters::store::accounts::{self, AccountOutcome, LoginAttempt, LoginLimit, NewAccount, PendingSignup};
 use crate::adapters::store::users;
 use crate::adapters::turnstile;
 use crate::domain::account::{display_name, ip_bucket_hash, window_start};
@@ -31,6 +31,10 @@ use crate::domain::signature::ct_eq;
 use crate::domain::turnstile::{token_ok, Verdict};
 use serde_json::{json, Value};
 use worker::Response;
+
+/// Sign-ins one address may start per minute: each stores a row for 10
+/// minutes, so a flood is bounded before it reaches the provider.
+const LOGINS_PER_IP_PER_MINUTE: i64 = 20;
 
 /// Where a new person lands when the human check is still to be done.
 const SIGNUP_PAGE: &str = "/?signup=verify";
@@ -60,17 +64,35 @@ fn client_ip(req: &Request) -> Option<String> {
     req.header("CF-Connecting-IP").map(|ip| ip.trim().to_string()).filter(|ip| !ip.is_empty() && ip.len() <= 64)
 }
 
+fn is_loopback(ip: &str) -> bool {
+    ip.starts_with("127.") || ip == "::1"
+}
+
 /// `GET /auth/login[?return_to=/path]` → 302 to the provider.
 pub async fn login(ctx: &Ctx, req: Request) -> AppResult<Response> {
     ctx.html_errors_unless_json(&req);
     let cfg = ctx.config()?;
     let settings = oidc_settings(&cfg)?;
     let db = ctx.db()?;
-    let discovery = client(ctx, &cfg, settings).discovery().await.map_err(ProviderError::into_app_error)?;
     let secrets = login_secrets(&random_bytes::<128>()?);
     let now = now_ms();
     let return_to = safe_return_path(ctx.query("return_to"));
-    accounts::begin_login(&db, &secrets, &return_to, now, now + LOGIN_TTL_MS).await?;
+    // Per address when the platform names it (always, behind Cloudflare); a
+    // loopback address is local development (workerd names the local client).
+    let bucket = client_ip(&req).filter(|ip| !is_loopback(ip)).map(|ip| ip_bucket_hash(&cfg.file_url_secret, &ip));
+    let limit = bucket.as_deref().map(|bucket| LoginLimit { bucket, window_start: window_start(now, 60), max: LOGINS_PER_IP_PER_MINUTE });
+    if !accounts::begin_login(&db, &secrets, &return_to, now, now + LOGIN_TTL_MS, limit.as_ref()).await? {
+        ctx.log.warn(
+            "auth.login_limited",
+            "too many sign-ins started from one address",
+            json!({ "limit_per_minute": LOGINS_PER_IP_PER_MINUTE }),
+        );
+        let retry = (60 - (now / 1000) % 60).max(1) as u32;
+        return Err(
+            AppError::new(ErrorCode::RateLimited, "Too many sign-ins started from this address; try again in a minute.").retry_after(retry)
+        );
+    }
+    let discovery = client(ctx, &cfg, settings).discovery().await.map_err(ProviderError::into_app_error)?;
     ctx.set_cookie(set_cookie(CookieKind::Login, &secrets.login_id, ctx.secure_cookies(&cfg)));
     ctx.log.info("auth.login", "sent to the sign-in provider", json!({ "issuer": discovery.issuer }));
     redirect(&authorization_url(&discovery, &settings.client_id, &redirect_uri(ctx, &cfg), &secrets))

@@ -423,6 +423,22 @@ test('the per-IP limit on new accounts: the fourth new person from one address i
   assert.ok(stored.length > 0 && stored.every((row) => /^[0-9a-f]{64}$/.test(row.ip_hash) && !row.ip_hash.includes('192')));
 });
 
+test('starting sign-ins is limited per address: the 21st in a minute is 429 and stores nothing; another address is not affected', { timeout: 60000 }, async () => {
+  // Aligned to the start of a minute window so all 21 fall into one.
+  const msIntoMinute = Date.now() % 60000;
+  if (msIntoMinute > 45000) await new Promise((r) => setTimeout(r, 60000 - msIntoMinute + 200));
+  const ip = '203.0.113.77';
+  const [{ n: before }] = await s.sql('SELECT COUNT(*) AS n FROM login_attempts');
+  for (let i = 0; i < 20; i++) assert.equal((await raw(s, 'GET', '/auth/login', { ip })).status, 302, `start ${i + 1}`);
+  const limited = await raw(s, 'GET', '/auth/login', { ip, headers: { accept: 'application/json' } });
+  assert.equal(limited.status, 429, limited.text);
+  assert.equal(limited.body.error.code, 'rate_limited');
+  assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+  assert.equal((await s.sql('SELECT COUNT(*) AS n FROM login_attempts'))[0].n, before + 20, 'the refused start stored nothing');
+  assert.ok(s.logs.some((l) => l.event === 'auth.login_limited'));
+  assert.equal((await raw(s, 'GET', '/auth/login', { ip: '203.0.113.78' })).status, 302);
+});
+
 test('Turnstile on a first sign-in (stand-in siteverify); the provider signs this client\'s ID tokens with ES256; per-IP limit on this path too', { timeout: 90000 }, async () => {
   const ip = '203.0.113.7';
   const first = await signIn(t, 'newbie', { ip });

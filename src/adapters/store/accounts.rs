@@ -21,21 +21,57 @@ pub struct LoginAttempt {
     pub expires_at: i64,
 }
 
-pub async fn begin_login(db: &Db, secrets: &LoginSecrets, return_to: &str, now: i64, expires_at: i64) -> AppResult<()> {
-    let stmt = db.stmt(
-        "INSERT INTO login_attempts (id_hash, state, nonce, code_verifier, return_to, created_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        &[
-            text(&token_hash(&secrets.login_id)),
-            text(&secrets.state),
-            text(&secrets.nonce),
-            text(&secrets.code_verifier),
-            text(return_to),
-            num(now),
-            num(expires_at),
-        ],
+/// The per-address limit on starting sign-ins: its bucket (a keyed hash of
+/// the address), the window it counts in, and how many the window allows.
+pub struct LoginLimit<'a> {
+    pub bucket: &'a str,
+    pub window_start: i64,
+    pub max: i64,
+}
+
+/// Stores a sign-in's secrets; with a `limit`, only while the address is
+/// under it (counted and checked in the same batch). False when refused.
+pub async fn begin_login(
+    db: &Db,
+    secrets: &LoginSecrets,
+    return_to: &str,
+    now: i64,
+    expires_at: i64,
+    limit: Option<&LoginLimit<'_>>,
+) -> AppResult<bool> {
+    let mut args = vec![
+        text(&token_hash(&secrets.login_id)),
+        text(&secrets.state),
+        text(&secrets.nonce),
+        text(&secrets.code_verifier),
+        text(return_to),
+        num(now),
+        num(expires_at),
+    ];
+    let Some(limit) = limit else {
+        let insert = db.stmt(
+            "INSERT INTO login_attempts (id_hash, state, nonce, code_verifier, return_to, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            &args,
+        )?;
+        return Ok(db.run(insert).await? == 1);
+    };
+    // The per-user create limit's table, keyed here by the address's bucket.
+    let bucket = format!("login:{}", limit.bucket.get(..32).unwrap_or(limit.bucket));
+    let count = db.stmt(
+        "INSERT INTO rate_windows (user_id, window_start, count) VALUES (?1, ?2, 1) \
+         ON CONFLICT (user_id, window_start) DO UPDATE SET count = count + 1",
+        &[text(&bucket), num(limit.window_start)],
     )?;
-    db.run(stmt).await.map(|_| ())
+    args.extend([text(&bucket), num(limit.window_start), num(limit.max)]);
+    let insert = db.stmt(
+        "INSERT INTO login_attempts (id_hash, state, nonce, code_verifier, return_to, created_at, expires_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
+         WHERE (SELECT count FROM rate_windows WHERE user_id = ?8 AND window_start = ?9) <= ?10",
+        &args,
+    )?;
+    let changes = db.batch(vec![count, insert]).await?;
+    Ok(changes.last() == Some(&1))
 }
 
 /// Takes the sign-in out, exactly once: the row is deleted by the statement
