@@ -26,4 +26,6 @@ bash scripts/build.sh
 
 echo "== simulator + end-to-end tests (workerd via Miniflare, local D1/KV/R2)" >&2
 rm -rf test-artifacts
-node --test --test-concurrency=2 --test-timeout=180000 sim/ tests/tools/ tests/e2e/
+# A file's time limit is only a safety net: every wait inside the tests
+# (requests, workerd start, migrations, tasks) has its own, shorter one.
+node --test --test-concurrency=2 --test-timeout=300000 sim/ tests/tools/ tests/e2e/

@@ -91,11 +91,12 @@ export function localD1Id() {
 /**
  * `wrangler d1 migrations apply DB --local --persist-to <dir>`: the migrations
  * applied and recorded in d1_migrations exactly as wrangler does it for
- * `wrangler dev`. Runs in a child process with a time limit; an attempt that
- * fails or hangs is killed (with its workerd) and retried: applied migrations
+ * `wrangler dev`. Runs in a child process with a time limit (30 s; it takes
+ * about 7 s with both cores busy); an attempt that fails or hangs is killed
+ * (with its workerd) and retried: applied migrations
  * are recorded in the same transaction, so a retry applies only what is missing.
  */
-export async function applyMigrations(persistTo, { attempts = 3, timeoutMs = 90000, config } = {}) {
+export async function applyMigrations(persistTo, { attempts = 3, timeoutMs = 30000, config } = {}) {
   const wrangler = path.join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
   const env = {
     ...process.env,
@@ -210,21 +211,35 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * fetch, with the reason in the message when no response came (undici only
- * says "fetch failed"). A request that may safely be sent again (a read, or a
- * create with an Idempotency-Key) is, when no response came: a workerd starved
- * of CPU drops a connection whose request it has not read within 15 s.
+ * says "fetch failed"), and a time limit per attempt, so nothing waits
+ * forever: a hung request fails its test by name (and the stack's log lines
+ * are still written) instead of the whole file timing out in silence. A
+ * request that may safely be sent again (a read, or a create with an
+ * Idempotency-Key) is, when no response came: a workerd starved of CPU drops a
+ * connection whose request it has not read within 15 s.
  */
-async function request(what, doFetch, { resend = false } = {}) {
+async function request(what, doFetch, { resend = false, timeoutMs = REQUEST_TIMEOUT_MS } = {}) {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await doFetch();
+      return await doFetch(AbortSignal.timeout(timeoutMs));
     } catch (e) {
       if (resend && attempt < 3) continue;
       const c = e?.cause;
-      throw new Error(`${what}: ${e?.message}${c ? ` (${[c.code, c.message].filter(Boolean).join(': ')})` : ''}`, { cause: e });
+      const why = e?.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : e?.message;
+      throw new Error(`${what}: ${why}${c ? ` (${[c.code, c.message].filter(Boolean).join(': ')})` : ''}`, { cause: e });
     }
   }
 }
+/** `promise`, or an error saying `what` after `ms`. */
+function within(promise, ms, what) {
+  let timer;
+  const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s`)), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+/** workerd is ready in about a second, a few with both cores busy; past this it is retried. */
+const READY_TIMEOUT_MS = 45_000;
+/** The longest any single request to a stack may take (a cron run works at most 45 s). */
+const REQUEST_TIMEOUT_MS = 90_000;
 const safeToResend = (method, headers) => ['GET', 'HEAD', 'OPTIONS'].includes(method) || Object.keys(headers).some((k) => k.toLowerCase() === 'idempotency-key');
 
 export async function waitFor(fn, { timeoutMs = 15000, intervalMs = 100, what = 'condition' } = {}) {
@@ -337,7 +352,7 @@ export async function startStack(opts = {}) {
   for (let attempt = 1; ; attempt++) {
     mf = new Miniflare(options());
     try {
-      await mf.ready;
+      await within(mf.ready, READY_TIMEOUT_MS, `workerd for stack ${opts.name || 'stack'} did not become ready`);
       break;
     } catch (e) {
       await mf.dispose().catch(() => {});
@@ -365,7 +380,7 @@ export async function startStack(opts = {}) {
       payload = typeof json === 'string' ? json : JSON.stringify(json);
     }
     if (form) payload = form;
-    const res = await request(`${method} ${p}`, () => fetch(url + p, { method, headers: h, body: payload }), { resend: safeToResend(method, h) });
+    const res = await request(`${method} ${p}`, (signal) => fetch(url + p, { method, headers: h, body: payload, signal }), { resend: safeToResend(method, h) });
     const text = await res.text();
     let parsed = null;
     try {
@@ -392,15 +407,16 @@ export async function startStack(opts = {}) {
   /** Reads D1 directly (for invariants only, never to drive behaviour). */
   /** The keys stored in R2 (for checks only, never to drive behaviour). */
   async function r2Keys(prefix = '') {
-    const res = await request('r2 list', () => fetch(new URL(`/r2-keys?prefix=${encodeURIComponent(prefix)}`, sqlUrl)), { resend: true });
+    const res = await request('r2 list', (signal) => fetch(new URL(`/r2-keys?prefix=${encodeURIComponent(prefix)}`, sqlUrl), { signal }), { resend: true });
     return (await res.json()).keys;
   }
   async function sql(query, ...params) {
-    const res = await request(`sql ${query}`, () =>
+    const res = await request(`sql ${query}`, (signal) =>
       fetch(new URL('/sql', sqlUrl), {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ query, params }),
+        signal,
       }),
       { resend: /^\s*(SELECT|EXPLAIN)\b/i.test(query) },
     );
@@ -417,7 +433,7 @@ export async function startStack(opts = {}) {
   /** Runs the Worker's scheduled handler once, as the cron trigger would, and waits for it. */
   async function cron(pattern = '* * * * *') {
     // Resent if no answer came: the cron tolerates running twice, as it must in production.
-    const res = await request('cron', () => fetch(`${url}/cdn-cgi/handler/scheduled?cron=${encodeURIComponent(pattern)}`), { resend: true });
+    const res = await request('cron', (signal) => fetch(`${url}/cdn-cgi/handler/scheduled?cron=${encodeURIComponent(pattern)}`, { signal }), { resend: true });
     return { outcome: await res.text() };
   }
   let stopped = false;

@@ -34,7 +34,7 @@ async function chunked(path, { key, contentType, bytes, headers = {} }) {
   });
   const h = { 'content-type': contentType, ...headers };
   if (key) h.authorization = `Bearer ${key}`;
-  const res = await fetch(s.url + path, { method: 'POST', headers: h, body, duplex: 'half' });
+  const res = await fetch(s.url + path, { method: 'POST', headers: h, body, duplex: 'half', signal: AbortSignal.timeout(90_000) });
   const text = await res.text();
   s.responses.push({ method: 'POST', path, status: res.status, text, requestId: res.headers.get('x-request-id') });
   return { status: res.status, body: JSON.parse(text), headers: res.headers };
@@ -56,7 +56,7 @@ test('a 40 MB result and three 9 MB uploads never pass through wasm memory', asy
     const t = await s.waitTerminal(u.key, r.body.task.id, 60000);
     assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
     assert.ok(t.results[0].bytes > 40 * MiB, `stored ${t.results[0].bytes} bytes`);
-    const head = await fetch(t.results[0].url, { method: 'HEAD' });
+    const head = await fetch(t.results[0].url, { method: 'HEAD', signal: AbortSignal.timeout(90_000) });
     assert.equal(Number(head.headers.get('content-length')), t.results[0].bytes);
   } finally {
     s.sim.configure({ results: { padBytes: 0 } });
@@ -106,7 +106,7 @@ test('a result without Content-Length is stored under the cap, and one over it f
     const t = await s.waitTerminal(u.key, ok.body.task.id, 60000);
     assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
     assert.ok(t.results[0].bytes > 3 * MiB);
-    const img = Buffer.from(await (await fetch(t.results[0].url)).arrayBuffer());
+    const img = Buffer.from(await (await fetch(t.results[0].url, { signal: AbortSignal.timeout(90_000) })).arrayBuffer());
     assert.equal(img.length, t.results[0].bytes);
 
     s.sim.configure({ results: { padBytes: 51 * MiB } });
