@@ -33,7 +33,8 @@ use crate::domain::signature::{probe_signature, signed_file_url};
 use crate::domain::time::rfc3339;
 use crate::domain::turnstile::Verdict;
 use serde_json::{json, Value};
-use worker::Response;
+use std::time::Duration;
+use worker::{Delay, Response};
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
@@ -203,6 +204,18 @@ async fn kv(ctx: &Ctx, r: &mut Report, nonce: &str) {
 
 /// Fetches `/api/health?probe=<nonce>` through PUBLIC_BASE_URL: only this very
 /// deployment knows the nonce (in its KV) and can sign it (with its secret).
+/// GETs one of our own public URLs. A connection that breaks at once is
+/// asked once more: one transient network error is not a misconfiguration,
+/// and a wrong URL fails both times.
+async fn fetch_own(ctx: &Ctx, url: &str) -> Transport {
+    let first = outbound::fetch(&ctx.log, url, "GET", outbound::headers(), None, 10_000).await;
+    if !matches!(first, Transport::Unreachable(_)) {
+        return first;
+    }
+    Delay::from(Duration::from_millis(250)).await;
+    outbound::fetch(&ctx.log, url, "GET", outbound::headers(), None, 10_000).await
+}
+
 async fn public_base_url(ctx: &Ctx, r: &mut Report, cfg: &Config, nonce: &str) -> bool {
     let production = cfg.environment == "production";
     let Some(base) = &cfg.public_base_url else {
@@ -216,7 +229,7 @@ async fn public_base_url(ctx: &Ctx, r: &mut Report, cfg: &Config, nonce: &str) -
     };
     let expected = probe_signature(&cfg.file_url_secret, nonce);
     let probe = format!("{base}/api/health?probe={nonce}");
-    let ok = match outbound::fetch(&ctx.log, &probe, "GET", outbound::headers(), None, 10_000).await {
+    let ok = match fetch_own(ctx, &probe).await {
         Transport::Response { status, body } => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let signed = v.pointer("/probe/signature").and_then(Value::as_str) == Some(expected.as_str());
@@ -263,7 +276,7 @@ async fn r2(ctx: &Ctx, r: &mut Report, cfg: Option<&Config>, reaches_us: bool) {
         Some(cfg) if reaches_us || cfg.public_base_url.is_none() => {
             let origin = ctx.public_origin(cfg);
             let url = signed_file_url(&origin, &cfg.file_url_secret, &key, 600, now_ms());
-            match outbound::fetch(&ctx.log, &url, "GET", outbound::headers(), None, 10_000).await {
+            match fetch_own(ctx, &url).await {
                 Transport::Response { status: 200, body } if body == PROBE_PNG => r.pass(
                     "public input url",
                     format!("an input signed by this Worker was fetched back through {origin}/files/ without credentials"),
