@@ -39,38 +39,35 @@ pub async fn begin_login(
     expires_at: i64,
     limit: Option<&LoginLimit<'_>>,
 ) -> AppResult<bool> {
-    let mut args = vec![
-        text(&token_hash(&secrets.login_id)),
-        text(&secrets.state),
-        text(&secrets.nonce),
-        text(&secrets.code_verifier),
-        text(return_to),
-        num(now),
-        num(expires_at),
-    ];
-    let Some(limit) = limit else {
-        let insert = db.stmt(
-            "INSERT INTO login_attempts (id_hash, state, nonce, code_verifier, return_to, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            &args,
-        )?;
-        return Ok(db.run(insert).await? == 1);
-    };
     // The per-user create limit's table, keyed here by the address's bucket.
-    let bucket = format!("login:{}", limit.bucket.get(..32).unwrap_or(limit.bucket));
-    let count = db.stmt(
-        "INSERT INTO rate_windows (user_id, window_start, count) VALUES (?1, ?2, 1) \
-         ON CONFLICT (user_id, window_start) DO UPDATE SET count = count + 1",
-        &[text(&bucket), num(limit.window_start)],
-    )?;
-    args.extend([text(&bucket), num(limit.window_start), num(limit.max)]);
-    let insert = db.stmt(
+    let bucket = limit.map(|l| format!("login:{}", l.bucket.get(..32).unwrap_or(l.bucket)));
+    let window = limit.map_or(0, |l| l.window_start);
+    let mut statements = Vec::new();
+    if let Some(bucket) = &bucket {
+        statements.push(db.stmt(
+            "INSERT INTO rate_windows (user_id, window_start, count) VALUES (?1, ?2, 1) \
+             ON CONFLICT (user_id, window_start) DO UPDATE SET count = count + 1",
+            &[text(bucket), num(window)],
+        )?);
+    }
+    statements.push(db.stmt(
         "INSERT INTO login_attempts (id_hash, state, nonce, code_verifier, return_to, created_at, expires_at) \
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
-         WHERE (SELECT count FROM rate_windows WHERE user_id = ?8 AND window_start = ?9) <= ?10",
-        &args,
-    )?;
-    let changes = db.batch(vec![count, insert]).await?;
+         WHERE ?8 IS NULL OR (SELECT count FROM rate_windows WHERE user_id = ?8 AND window_start = ?9) <= ?10",
+        &[
+            text(&token_hash(&secrets.login_id)),
+            text(&secrets.state),
+            text(&secrets.nonce),
+            text(&secrets.code_verifier),
+            text(return_to),
+            num(now),
+            num(expires_at),
+            opt_text(bucket.as_deref()),
+            num(window),
+            num(limit.map_or(0, |l| l.max)),
+        ],
+    )?);
+    let changes = db.batch(statements).await?;
     Ok(changes.last() == Some(&1))
 }
 
