@@ -5,14 +5,11 @@
 // cancelled checkout offering to continue.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { startStack, requireBuild, ledgerInvariant, waitFor, ROOT } from './harness.mjs';
+import { requireChromium, launchChromium, SHOTS } from './chromium.mjs';
+import { startStack, requireBuild, ledgerInvariant, waitFor } from './harness.mjs';
 import { startStripeSim } from '../../sim/stripe-sim.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = path.join(ROOT, 'test-artifacts', 'screenshots');
 const STRIPE_KEY = 'sk_test_browser_key_3f5a7c9e1b';
 const WEBHOOK_SECRET = 'whsec_browser_secret_6d4b2f0a8c';
 const PACKS = [
@@ -22,20 +19,15 @@ const PACKS = [
 
 let stack, stripeSim, browser;
 before(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/setup.sh (it installs Debian's chromium) before the browser test`);
+  requireChromium();
   requireBuild();
-  mkdirSync(SHOTS, { recursive: true });
   stripeSim = await startStripeSim({ apiKey: STRIPE_KEY, webhookSecret: WEBHOOK_SECRET });
   stack = await startStack({
     name: 'billing-browser',
     vars: { STRIPE_SECRET_KEY: STRIPE_KEY, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, STRIPE_API_BASE: stripeSim.url, CREDIT_PACKS: JSON.stringify(PACKS) },
   });
   stripeSim.configure({ webhookUrl: `${stack.url}/api/webhooks/stripe` });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close().catch(() => {});

@@ -3,29 +3,20 @@
 // watch, history, a localised error, and the page's transfer size.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { startStack, requireBuild, pngBytes, waitFor, ROOT } from './harness.mjs';
+import { requireChromium, launchChromium, SHOTS } from './chromium.mjs';
+import { startStack, requireBuild, pngBytes, waitFor } from './harness.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = path.join(ROOT, 'test-artifacts', 'screenshots');
 const T = { timeout: 20000 };
 
 let stack, browser;
 before(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: run scripts/setup.sh (it installs Debian's chromium) before the browser test`);
-  }
+  requireChromium();
   requireBuild();
-  mkdirSync(SHOTS, { recursive: true });
   stack = await startStack({ name: 'browser' });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close().catch(() => {});

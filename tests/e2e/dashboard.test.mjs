@@ -5,13 +5,10 @@
 // reports of the user page reaching the logs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { startStack, requireBuild, waitFor, sleep, pngBytes, SECRETS, ROOT } from './harness.mjs';
+import { requireChromium, launchChromium, SHOTS } from './chromium.mjs';
+import { startStack, requireBuild, waitFor, sleep, pngBytes, SECRETS } from './harness.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = path.join(ROOT, 'test-artifacts', 'screenshots');
 const CHARTS = ['chart-tasks', 'chart-time-to-result', 'chart-failure-causes', 'chart-kie-calls', 'chart-credits', 'chart-queue', 'chart-kie-balance'];
 
 let s, browser, user, neverTask;
@@ -78,19 +75,14 @@ async function seed() {
 }
 
 before(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/setup.sh (it installs Debian's chromium) before the browser test`);
+  requireChromium();
   requireBuild();
-  mkdirSync(SHOTS, { recursive: true });
   s = await startStack({
     name: 'dashboard',
     vars: { RATE_LIMIT_PER_MINUTE: '1000', MAX_ACTIVE_TASKS: '50', TASK_DEADLINE_SECONDS: '10', ALERT_FAILURE_MIN: '2', ALERT_FAILURE_RATE: '5',
       KIE_BALANCE_WARN: '20000', ALERT_RESOLVE_AFTER_SECONDS: '0' },
   });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   await seed();
 });
 after(async () => {

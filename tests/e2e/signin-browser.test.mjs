@@ -6,22 +6,18 @@
 // Turnstile on, whose widget script is served by a stand-in.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { startStack, requireBuild, ROOT } from './harness.mjs';
+import { requireChromium, launchChromium, SHOTS } from './chromium.mjs';
+import { startStack, requireBuild } from './harness.mjs';
 import { startOidcProvider, startTurnstileStandIn } from './oidc-provider.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = path.join(ROOT, 'test-artifacts', 'screenshots');
 const CLIENT_SECRET = 'oidc-browser-secret-7c1e3a5b9d';
 const TURNSTILE_SECRET = 'turnstile-browser-secret-4a6c8e0b2d';
 
 let op, ts, s, t, browser;
 before(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/setup.sh (it installs Debian's chromium) before the browser test`);
+  requireChromium();
   requireBuild();
-  mkdirSync(SHOTS, { recursive: true });
   op = await startOidcProvider();
   ts = await startTurnstileStandIn(TURNSTILE_SECRET);
   s = await startStack({ name: 'signin-browser', vars: { OIDC_ISSUER: op.issuer, OIDC_CLIENT_ID: 'page', OIDC_CLIENT_SECRET: CLIENT_SECRET }, secrets: [CLIENT_SECRET] });
@@ -34,11 +30,7 @@ before(async () => {
     { client_id: 'page', client_secret: CLIENT_SECRET, redirect_uris: [`${s.url}/auth/callback`] },
     { client_id: 'page-ts', client_secret: CLIENT_SECRET, redirect_uris: [`${t.url}/auth/callback`], id_token_signed_response_alg: 'ES256' },
   ]);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close().catch(() => {});

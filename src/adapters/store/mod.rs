@@ -11,16 +11,34 @@ pub mod tasks;
 pub mod users;
 
 use super::d1::text;
+use crate::domain::billing::OrderState;
 use crate::domain::task::TaskState;
 use wasm_bindgen::JsValue;
 
-/// `<column> IN (?a, ?b, …)` for `states`, their values appended to `args`:
-/// task states reach SQL only through the domain's `TaskState`.
-fn states_in(column: &str, states: &[TaskState], args: &mut Vec<JsValue>) -> String {
+/// A state column's value: task and order states reach SQL only through the
+/// domain's types.
+trait SqlState: Copy {
+    fn sql(self) -> &'static str;
+}
+
+impl SqlState for TaskState {
+    fn sql(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl SqlState for OrderState {
+    fn sql(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// `<column> IN (?a, ?b, …)` for `states`, their values appended to `args`.
+fn states_in<S: SqlState>(column: &str, states: &[S], args: &mut Vec<JsValue>) -> String {
     let placeholders: Vec<String> = states
         .iter()
         .map(|s| {
-            args.push(text(s.as_str()));
+            args.push(text(s.sql()));
             format!("?{}", args.len())
         })
         .collect();

@@ -16,6 +16,7 @@
 //!   redelivery inserts nothing, so nothing after it in the batch applies.
 
 use super::super::d1::{num, opt_text, text, Db, Stmt};
+use super::states_in;
 use crate::domain::billing::{Order, OrderState, OrderTransition, ReversalKind, SESSION_LEASE_MS};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::{OrderId, UserId};
@@ -29,18 +30,6 @@ const ABANDONED_AFTER_MS: i64 = 10 * 60 * 1000;
 const ORDER_COLUMNS: &str = "id, user_id, pack_id, credits, amount, currency, state, checkout_session_id, checkout_url, \
     payment_intent_id, failure, expires_at, lease_until, refunded_amount, disputed_amount, reversed_credits, refund_credits, \
     owed, owed_cleared, created_at, updated_at, paid_at, closed_at";
-
-/// `<column> IN (?a, ?b, …)` for order states, their values appended to `args`.
-fn states_in(column: &str, states: &[OrderState], args: &mut Vec<JsValue>) -> String {
-    let placeholders: Vec<String> = states
-        .iter()
-        .map(|s| {
-            args.push(text(s.as_str()));
-            format!("?{}", args.len())
-        })
-        .collect();
-    format!("{column} IN ({})", placeholders.join(", "))
-}
 
 /// `UPDATE orders SET state = <to>, <set> WHERE <where> AND state IN <from>`.
 fn transition_sql(t: OrderTransition, set: &str, condition: &str, args: &mut Vec<JsValue>) -> String {
