@@ -2,7 +2,7 @@
 # One idempotent setup path: installs what this machine lacks and skips what is
 # already there. Safe to run any number of times.
 #   - the wasm32 Rust target
-#   - worker-build 0.8.7 and the wasm-bindgen CLI of exactly the version in Cargo.lock
+#   - the wasm-bindgen CLI of exactly the version in Cargo.lock (scripts/build.sh runs it)
 #   - npm packages from package-lock.json (wrangler, esbuild, binaryen, miniflare, playwright-core)
 #   - .dev.vars with random local secrets (from .dev.vars.example)
 #   - local D1 migrations
@@ -10,18 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 
-WORKER_BUILD_VERSION=0.8.7
 BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)
 export PATH="$HOME/.cargo/bin:$PATH"
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   say "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
-fi
-
-if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$WORKER_BUILD_VERSION" ]; then
-  say "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
-  cargo install worker-build --version "$WORKER_BUILD_VERSION" --force
 fi
 
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$BINDGEN_VERSION" ]; then

@@ -1,0 +1,111 @@
+// src/entry.mjs, the Worker's JavaScript entry point, against a stand-in for
+// wasm-bindgen's glue: a trap in one invocation is rethrown and logged, and
+// the next invocation runs on a fresh instance (the glue's reset function),
+// exactly once. The real glue runs under every end-to-end test.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, copyFileSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ROOT } from '../e2e/harness.mjs';
+
+const GLUE = `
+export const calls = { resets: 0, fetches: [], scheduled: [] };
+const state = { criticalError: false, instanceId: 0 };
+let trapNext = null;
+export function trapOnNextCall(kind) { trapNext = kind; }
+export function __worker_init_state() { return state; }
+export function __wbg_reset_state() { calls.resets++; }
+export function fetch(request, env, ctx) {
+  calls.fetches.push([request, env, ctx]);
+  if (trapNext === 'sync') { trapNext = null; throw new WebAssembly.RuntimeError('unreachable'); }
+  if (trapNext === 'async') { trapNext = null; return Promise.reject(new WebAssembly.RuntimeError('unreachable')); }
+  if (trapNext === 'error') { trapNext = null; return Promise.reject(new TypeError('not a trap')); }
+  return Promise.resolve('response for ' + request);
+}
+export function scheduled(event, env, ctx) { calls.scheduled.push([event, env, ctx]); return Promise.resolve(); }
+`;
+
+async function loadEntry() {
+  const dir = mkdtempSync(path.join(tmpdir(), 'entry-'));
+  copyFileSync(path.join(ROOT, 'src/entry.mjs'), path.join(dir, 'entry.mjs'));
+  writeFileSync(path.join(dir, 'index.js'), GLUE);
+  const listeners = [];
+  globalThis.addEventListener = (type, fn) => listeners.push([type, fn]);
+  const lines = [];
+  const origError = console.error;
+  console.error = (line) => lines.push(JSON.parse(line));
+  try {
+    const entry = (await import(pathToFileURL(path.join(dir, 'entry.mjs')))).default;
+    const glue = await import(pathToFileURL(path.join(dir, 'index.js')));
+    return { entry, glue, lines, listeners, restore: () => { console.error = origError; delete globalThis.addEventListener; rmSync(dir, { recursive: true, force: true }); } };
+  } catch (e) {
+    console.error = origError;
+    throw e;
+  }
+}
+
+test('the entry hands fetch and scheduled to the wasm with env and ctx', async () => {
+  const t = await loadEntry();
+  try {
+    assert.equal(await t.entry.fetch('req', 'env', 'ctx'), 'response for req');
+    await t.entry.scheduled('event', 'env2', 'ctx2');
+    assert.deepEqual(t.glue.calls.fetches, [['req', 'env', 'ctx']]);
+    assert.deepEqual(t.glue.calls.scheduled, [['event', 'env2', 'ctx2']]);
+    assert.equal(t.glue.calls.resets, 0);
+    assert.deepEqual(t.lines, []);
+  } finally {
+    t.restore();
+  }
+});
+
+test('after a trap (thrown or rejected) the next invocation gets a fresh instance, once', async () => {
+  const t = await loadEntry();
+  try {
+    for (const kind of ['sync', 'async']) {
+      const resetsBefore = t.glue.calls.resets;
+      t.glue.trapOnNextCall(kind);
+      await assert.rejects(t.entry.fetch('a', 'env', 'ctx'), WebAssembly.RuntimeError);
+      assert.equal(t.glue.calls.resets, resetsBefore, 'no reset before the next invocation');
+      assert.equal(await t.entry.fetch('b', 'env', 'ctx'), 'response for b');
+      assert.equal(t.glue.calls.resets, resetsBefore + 1);
+      await t.entry.fetch('c', 'env', 'ctx');
+      assert.equal(t.glue.calls.resets, resetsBefore + 1, 'a healthy instance is kept');
+    }
+    assert.deepEqual(t.lines.map((l) => l.event), ['worker.trap', 'worker.reinitialized', 'worker.trap', 'worker.reinitialized']);
+    assert.ok(t.lines.every((l) => l.level === 'error' && l.ts && l.msg));
+    assert.match(t.lines[0].error, /RuntimeError: unreachable/);
+  } finally {
+    t.restore();
+  }
+});
+
+test('an ordinary rejection is passed on without replacing the instance', async () => {
+  const t = await loadEntry();
+  try {
+    t.glue.trapOnNextCall('error');
+    await assert.rejects(t.entry.fetch('a', 'env', 'ctx'), TypeError);
+    await t.entry.fetch('b', 'env', 'ctx');
+    assert.equal(t.glue.calls.resets, 0);
+    assert.deepEqual(t.lines, []);
+  } finally {
+    t.restore();
+  }
+});
+
+test('a trap reported to the global error handler also marks the instance', async () => {
+  const t = await loadEntry();
+  try {
+    const onError = t.listeners.find(([type]) => type === 'error')?.[1];
+    assert.ok(onError, 'the entry listens for uncaught errors');
+    onError({ error: new TypeError('not a trap') });
+    await t.entry.fetch('a', 'env', 'ctx');
+    assert.equal(t.glue.calls.resets, 0);
+    onError({ error: new WebAssembly.RuntimeError('unreachable') });
+    await t.entry.fetch('b', 'env', 'ctx');
+    assert.equal(t.glue.calls.resets, 1);
+  } finally {
+    t.restore();
+  }
+});
