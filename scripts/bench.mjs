@@ -4,7 +4,7 @@
 // figures to test-artifacts/bench.json.
 //
 //   node scripts/bench.mjs [--requests 200] [--warmup 20] [--concurrency 4] [--tasks 10] [--poll-ms 500]
-//                          [--rounds 7] [--round-ms 1200] [--quick] [--out FILE]
+//                          [--rounds 7] [--round-ms 1200] [--quick] [--profile] [--out FILE]
 //
 // It also compares three routes with bench/reference-worker.js, the plain
 // JavaScript Worker doing the same work, run in its own Miniflare instance with
@@ -20,6 +20,8 @@
 // comparison cannot drift from what the service does.
 //
 // --quick: a few small rounds, to check that the benchmark still runs (tests/tools).
+// --profile: after each route's rounds, a V8 CPU profile of each Worker's isolate
+//   (scripts/isolate-profile.mjs): its time per request by kind of code.
 //
 // Everything stays on 127.0.0.1; every phase is bounded in request count and time.
 
@@ -30,7 +32,8 @@ import { isDeepStrictEqual } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import os from 'node:os';
 import path from 'node:path';
-import { startStack, requireBuild, ROOT, sleep, HMAC_KEY, REQUEST_LINE_FIELDS } from '../tests/e2e/harness.mjs';
+import { startStack, requireBuild, ROOT, sleep, HMAC_KEY, REQUEST_LINE_FIELDS, quietPort } from '../tests/e2e/harness.mjs';
+import { profileIsolate, KINDS, SAMPLING_US } from './isolate-profile.mjs';
 import { signWebhook } from '../sim/kie-sim.mjs';
 
 // ------------------------------------------------------------------ options
@@ -38,16 +41,20 @@ import { signWebhook } from '../sim/kie-sim.mjs';
 const QUICK = { requests: 30, warmup: 5, tasks: 2, pollMs: 300, rounds: 2, roundMs: 250, timeLimitS: 100 };
 
 function parseArgs(argv) {
-  const o = { requests: 200, warmup: 20, concurrency: 4, tasks: 10, pollMs: 500, timeLimitS: 240, rounds: 9, roundMs: 1200, quick: false, out: null };
+  const o = { requests: 200, warmup: 20, concurrency: 4, tasks: 10, pollMs: 500, timeLimitS: 240, rounds: 9, roundMs: 1200, quick: false, profile: false, out: null };
   if (argv.includes('--quick')) Object.assign(o, QUICK, { quick: true });
   const names = { '--requests': 'requests', '--warmup': 'warmup', '--concurrency': 'concurrency', '--tasks': 'tasks', '--poll-ms': 'pollMs', '--time-limit': 'timeLimitS', '--rounds': 'rounds', '--round-ms': 'roundMs' };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split('=');
     if (flag === '-h' || flag === '--help') {
-      console.log('usage: node scripts/bench.mjs [--requests N] [--warmup N] [--concurrency N] [--tasks N] [--poll-ms N] [--rounds N] [--round-ms N] [--time-limit S] [--quick] [--out FILE]');
+      console.log('usage: node scripts/bench.mjs [--requests N] [--warmup N] [--concurrency N] [--tasks N] [--poll-ms N] [--rounds N] [--round-ms N] [--time-limit S] [--quick] [--profile] [--out FILE]');
       process.exit(0);
     }
     if (flag === '--quick') continue;
+    if (flag === '--profile') {
+      o.profile = true;
+      continue;
+    }
     if (flag === '--out') {
       o.out = path.resolve(inline ?? argv[++i] ?? '');
       continue;
@@ -274,7 +281,9 @@ function cpuMs(pid) {
 /** Starts a stack and tells which workerd process is its own. */
 async function startWithPid(opts) {
   const before = workerdPids();
-  const stack = await startStack(opts);
+  const inspectorPort = OPT.profile ? await quietPort() : undefined;
+  const stack = await startStack({ ...opts, inspectorPort });
+  stack.inspectorPort = inspectorPort;
   // A port retry may leave a disposed workerd exiting for a moment.
   let mine = [];
   for (let i = 0; i < 20; i++) {
@@ -479,12 +488,25 @@ async function versusJs(stack, done, cbBody, callBackUrl, budgetEnd) {
       const parity = await checkParity(name, sides, r.mk, r.headers);
       const endBy = Date.now() + (budgetEnd - Date.now()) / (names.length - k);
       out.routes[name] = { label: r.label, short: r.short, parity, ...(await compareRoute(name, sides, r.mk, endBy)) };
+      if (OPT.profile) out.routes[name].profile = await profileRoute(name, sides, r.mk);
     }
     out.client_retries = leanRetries;
     return out;
   } finally {
+    ref.inspector?.close();
     await ref.stop().catch(() => {});
   }
+}
+
+/** Each Worker's isolate profiled over the same requests (after the measured rounds). */
+async function profileRoute(name, sides, mk) {
+  const n = OPT.quick ? 100 : 1500;
+  const out = {};
+  for (const side of ['ours', 'js']) {
+    const t = sides[side];
+    out[side] = await profileIsolate(t.stack, n, () => measured(`${name} profile (${side})`, t, n, mk));
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ main
@@ -654,6 +676,7 @@ async function main() {
     report.total_s = round((Date.now() - started) / 1000, 1);
   } finally {
     // Not stack.close(): that also writes the whole request log to test-artifacts/logs.
+    stack.inspector?.close();
     await stack.stop();
   }
   return report;
@@ -718,6 +741,21 @@ function render(r) {
     const missing = Object.values(v.routes).flatMap((x) => ['ours', 'js'].filter((k) => x[k].log_lines < x[k].requests).map((k) => `${x.label} ${k} ${x[k].log_lines}/${x[k].requests}`));
     if (missing.length) line(`(log lines missing for: ${missing.join(', ')})`);
     if (v.note) line(`(${v.note})`);
+    const profiled = Object.entries(v.routes).filter(([, x]) => x.profile);
+    if (profiled.length) {
+      const p0 = profiled[0][1].profile.ours;
+      line();
+      line(`Where each isolate's time goes (V8 CPU profile, ${p0.requests} requests per route and side, sampled every ${SAMPLING_US} µs), ms per request`);
+      line(`route    side   busy ${KINDS.map(([, short]) => pad(short, 8)).join(' ')}`);
+      for (const [name, x] of profiled) {
+        for (const side of ['ours', 'js']) {
+          const p = x.profile[side];
+          line(`${pad(name, 8, false)} ${pad(side === 'js' ? 'JS' : side, 4, false)} ${pad(fmt(p.busy_ms_per_req, 3), 6)} ${KINDS.map(([k]) => pad(p.kinds[k] == null ? '-' : fmt(p.kinds[k], 3), 8)).join(' ')}`);
+        }
+        line(`         ours, most time: ${x.profile.ours.top.slice(0, 4).map(([f, ms]) => `${f} ${fmt(ms, 3)}`).join('; ')}`);
+      }
+      if (!p0.wasm_names) line('(wasm functions unnamed: PROFILE_NAMES=1 FORCE_BUILD=1 bash scripts/build.sh keeps their names)');
+    }
   }
   line();
   line('Kie calls per completed task         tasks  ok  create  record  total  (log)  max rec  polls  done p50 ms');

@@ -1,6 +1,7 @@
 // The benchmark keeps running: its quick mode starts both Workers (ours and
 // the JavaScript reference), checks that they answer alike, and reports the
-// three ratios and the bundle size. Figures are not judged here, only present.
+// three ratios, each isolate's CPU profile and the bundle size. Figures are
+// not judged here, only present.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -25,9 +26,9 @@ function run(args, timeoutMs) {
   });
 }
 
-test('bench --quick reports the three ratios against the JS reference Worker and the bundle size', { skip: !existsSync(path.join(root, 'build/index.js')) && 'no build' }, async () => {
+test('bench --quick --profile reports the three ratios against the JS reference Worker, where each isolate spends its time, and the bundle size', { skip: !existsSync(path.join(root, 'build/index.js')) && 'no build' }, async () => {
   const out = path.join(mkdtempSync(path.join(tmpdir(), 'bench-')), 'bench.json');
-  const r = await run(['--quick', '--out', out], 90_000);
+  const r = await run(['--quick', '--profile', '--out', out], 120_000);
   assert.equal(r.code, 0, `bench failed (${r.code}):\n${r.stderr.slice(-2000)}\n${r.stdout.slice(-2000)}`);
 
   assert.match(r.stdout, /total gzip KiB \(goal ≤ 220\): \d+\.\d/);
@@ -50,6 +51,15 @@ test('bench --quick reports the three ratios against the JS reference Worker and
       assert.ok(v[side].rps > 0, `${name} ${side} req/s`);
       assert.equal(v[side].log_lines, v[side].requests, `${name} ${side}: one log line per request`);
     }
+  }
+  // The CPU profiles: ours spends time in wasm and its glue, the reference in its own JS.
+  assert.match(r.stdout, /Where each isolate's time goes \(V8 CPU profile/);
+  for (const name of ['status', 'callback', 'static']) {
+    const { ours, js } = report.vs_js.routes[name].profile;
+    assert.ok(ours.busy_ms_per_req > 0 && js.busy_ms_per_req > 0, `${name}: ${ours.busy_ms_per_req} / ${js.busy_ms_per_req}`);
+    assert.ok(ours.kinds.wasm > 0 && !("the Worker's JS" in ours.kinds), `${name} ours: ${JSON.stringify(ours.kinds)}`);
+    assert.ok(js.kinds["the Worker's JS"] > 0 && !('wasm' in js.kinds), `${name} JS: ${JSON.stringify(js.kinds)}`);
+    assert.ok(ours.top.length > 0 && ours.top.every(([f, ms]) => typeof f === 'string' && ms >= 0));
   }
   // Both Workers did the same D1 work per request (checked before measuring).
   for (const name of ['status', 'callback']) {
