@@ -3,9 +3,9 @@
 
 use crate::domain::error::{AppError, AppResult};
 
-/// Unix milliseconds now (`Date.now()`; `std::time` panics in wasm).
+/// Unix milliseconds now (`Date.now()`, no `Date` object; `std::time` panics in wasm).
 pub fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
+    worker::js_sys::Date::now() as i64
 }
 
 /// `N` bytes from the runtime's CSPRNG (`crypto.getRandomValues`).
