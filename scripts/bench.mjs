@@ -20,7 +20,7 @@
 // comparison cannot drift from what the service does.
 //
 // --quick: a few small rounds, to check that the benchmark still runs (tests/tools).
-// --profile: after each route's rounds, a V8 CPU profile of each Worker's isolate
+// --profile: after all routes' rounds, a V8 CPU profile of each Worker's isolate
 //   (scripts/isolate-profile.mjs): its time per request by kind of code.
 //
 // Everything stays on 127.0.0.1; every phase is bounded in request count and time.
@@ -488,8 +488,9 @@ async function versusJs(stack, done, cbBody, callBackUrl, budgetEnd) {
       const parity = await checkParity(name, sides, r.mk, r.headers);
       const endBy = Date.now() + (budgetEnd - Date.now()) / (names.length - k);
       out.routes[name] = { label: r.label, short: r.short, parity, ...(await compareRoute(name, sides, r.mk, endBy)) };
-      if (OPT.profile) out.routes[name].profile = await profileRoute(name, sides, r.mk);
     }
+    // After every route's rounds: an attached inspector slows both isolates (console.log goes to it too).
+    if (OPT.profile) for (const name of names) out.routes[name].profile = await profileRoute(name, sides, routes[name].mk);
     out.client_retries = leanRetries;
     return out;
   } finally {
@@ -498,7 +499,7 @@ async function versusJs(stack, done, cbBody, callBackUrl, budgetEnd) {
   }
 }
 
-/** Each Worker's isolate profiled over the same requests (after the measured rounds). */
+/** Each Worker's isolate profiled over the same requests. */
 async function profileRoute(name, sides, mk) {
   const n = OPT.quick ? 100 : 1500;
   const out = {};
