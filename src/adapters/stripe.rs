@@ -4,22 +4,27 @@
 use super::clock::now_ms;
 use super::log::Log;
 use super::outbound;
+use crate::domain::billing::BillingConfig;
 use crate::domain::kie::Transport;
 use crate::domain::stripe::{classify_session, classify_session_list, session_of_payment_path, CreatedSession, StripeOutcome};
 use serde_json::{json, Value};
 
 /// Stripe answers a Checkout Session in well under a second; a call still
 /// open after this is given up (the order fails, nothing is granted).
-pub const STRIPE_TIMEOUT_MS: u64 = 10_000;
+const STRIPE_TIMEOUT_MS: u64 = 10_000;
 
 pub struct StripeClient<'a> {
-    pub base: &'a str,
-    pub secret_key: &'a str,
-    pub timeout_ms: u64,
-    pub log: &'a Log,
+    base: &'a str,
+    secret_key: &'a str,
+    log: &'a Log,
 }
 
-impl StripeClient<'_> {
+impl<'a> StripeClient<'a> {
+    /// The client for the configured Stripe account (key and API origin).
+    pub fn new(billing: &'a BillingConfig, log: &'a Log) -> Self {
+        StripeClient { base: &billing.api_base, secret_key: &billing.secret_key, log }
+    }
+
     async fn call(&self, op: &str, method: &str, path: &str, form: Option<&str>, idempotency_key: Option<&str>) -> Transport {
         let headers = outbound::headers();
         let _ = headers.set("Authorization", &format!("Bearer {}", self.secret_key));
@@ -31,7 +36,7 @@ impl StripeClient<'_> {
             let _ = headers.set("Idempotency-Key", key);
         }
         let started = now_ms();
-        let t = outbound::fetch(self.log, &format!("{}{path}", self.base), method, headers, form, self.timeout_ms).await;
+        let t = outbound::fetch(self.log, &format!("{}{path}", self.base), method, headers, form, STRIPE_TIMEOUT_MS).await;
         let (status, transport) = match &t {
             Transport::Response { status, .. } => (Some(*status), "response".to_string()),
             other => (None, other.to_string()),

@@ -277,20 +277,16 @@ fn error_fields(body: &[u8]) -> (String, String) {
     (text("/error/type"), text("/error/code"))
 }
 
-/// Reads Stripe's answer to `POST /v1/checkout/sessions`.
-pub fn classify_session(status: u16, body: &[u8]) -> StripeOutcome<CreatedSession> {
+/// Stripe's answer by its status: a 2xx body read by `read` (`Err` names
+/// what it lacked), 429 and 5xx worth asking again later, anything else a
+/// refusal.
+fn classify<T>(status: u16, body: &[u8], read: impl FnOnce(&Value) -> Result<T, &'static str>) -> StripeOutcome<T> {
     match status {
         200..=299 => {
             let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let id = stripe_id(v.get("id")).filter(|id| id.starts_with("cs_"));
-            let url = v.get("url").and_then(Value::as_str).filter(|u| u.starts_with("https://") || u.starts_with("http://"));
-            match (id, url) {
-                (Some(id), Some(url)) if url.len() <= 4096 => StripeOutcome::Ok(CreatedSession {
-                    id,
-                    url: url.to_string(),
-                    expires_at_s: v.get("expires_at").and_then(Value::as_i64),
-                }),
-                _ => StripeOutcome::Unavailable(format!("http {status} without a session id and url")),
+            match read(&v) {
+                Ok(found) => StripeOutcome::Ok(found),
+                Err(lacks) => StripeOutcome::Unavailable(format!("http {status} without {lacks}")),
             }
         }
         429 | 500.. => StripeOutcome::Unavailable(format!("http {status}")),
@@ -299,6 +295,20 @@ pub fn classify_session(status: u16, body: &[u8]) -> StripeOutcome<CreatedSessio
             StripeOutcome::Refused { status, error_type, error_code }
         }
     }
+}
+
+/// Reads Stripe's answer to `POST /v1/checkout/sessions`.
+pub fn classify_session(status: u16, body: &[u8]) -> StripeOutcome<CreatedSession> {
+    classify(status, body, |v| {
+        let id = stripe_id(v.get("id")).filter(|id| id.starts_with("cs_"));
+        let url = v.get("url").and_then(Value::as_str).filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+        match (id, url) {
+            (Some(id), Some(url)) if url.len() <= 4096 => {
+                Ok(CreatedSession { id, url: url.to_string(), expires_at_s: v.get("expires_at").and_then(Value::as_i64) })
+            }
+            _ => Err("a session id and url"),
+        }
+    })
 }
 
 /// The path that lists the Checkout Session a PaymentIntent belongs to;
@@ -313,20 +323,10 @@ pub fn session_of_payment_path(payment_intent: &str) -> Option<String> {
 /// Reads Stripe's answer to that list: the session's id, or `None` when the
 /// payment was not made through Checkout.
 pub fn classify_session_list(status: u16, body: &[u8]) -> StripeOutcome<Option<String>> {
-    match status {
-        200..=299 => {
-            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            match v.get("data").and_then(Value::as_array) {
-                Some(list) => StripeOutcome::Ok(list.first().and_then(|s| stripe_id(s.get("id"))).filter(|id| id.starts_with("cs_"))),
-                None => StripeOutcome::Unavailable(format!("http {status} without a list")),
-            }
-        }
-        429 | 500.. => StripeOutcome::Unavailable(format!("http {status}")),
-        _ => {
-            let (error_type, error_code) = error_fields(body);
-            StripeOutcome::Refused { status, error_type, error_code }
-        }
-    }
+    classify(status, body, |v| match v.get("data").and_then(Value::as_array) {
+        Some(list) => Ok(list.first().and_then(|s| stripe_id(s.get("id"))).filter(|id| id.starts_with("cs_"))),
+        None => Err("a list"),
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
 use crate::adapters::store::orders::{self, NewOrder};
 use crate::adapters::store::users::User;
-use crate::adapters::stripe::{StripeClient, STRIPE_TIMEOUT_MS};
+use crate::adapters::stripe::StripeClient;
 use crate::domain::billing::{BillingConfig, CreditPack, Order, OrderState, BILLING_SETTINGS, CHECKOUT_TTL_S, REUSE_MARGIN_S};
 use crate::domain::config::Config;
 use crate::domain::error::{AppError, AppResult, ErrorCode};
@@ -127,7 +127,7 @@ async fn create_session(ctx: &Ctx, cfg: &Config, billing: &BillingConfig, db: &D
         // one sends the very same parameters with the same Idempotency-Key.
         expires_at_s: order.created_at / 1000 + CHECKOUT_TTL_S,
     });
-    let client = StripeClient { base: &billing.api_base, secret_key: &billing.secret_key, timeout_ms: STRIPE_TIMEOUT_MS, log: &ctx.log };
+    let client = StripeClient::new(billing, &ctx.log);
     match client.create_checkout_session(&form, order.id.as_str()).await {
         StripeOutcome::Ok(session) => {
             let expires_at = session.expires_at_s.map_or(order.created_at + CHECKOUT_TTL_S * 1000, |s| s * 1000);

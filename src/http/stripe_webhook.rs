@@ -12,7 +12,7 @@ use super::request::Request;
 use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
 use crate::adapters::store::orders::{self, Applied, ReversalRequest};
-use crate::adapters::stripe::{StripeClient, STRIPE_TIMEOUT_MS};
+use crate::adapters::stripe::StripeClient;
 use crate::domain::billing::{BillingConfig, Order, OrderState, OrderTransition, ReversalKind};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::stripe::{parse_event, verify_signature, CloseReason, StripeAction, StripeEvent, StripeOutcome, SIGNATURE_TOLERANCE_S};
@@ -150,8 +150,7 @@ async fn paid_order(
     let order = match orders::by_payment_intent(db, payment_intent).await? {
         Some(order) => Some(order),
         None => {
-            let client =
-                StripeClient { base: &billing.api_base, secret_key: &billing.secret_key, timeout_ms: STRIPE_TIMEOUT_MS, log: &ctx.log };
+            let client = StripeClient::new(billing, &ctx.log);
             let ask_again = |why: String| {
                 AppError::new(ErrorCode::UpstreamUnavailable, "Stripe could not say whose payment this is; deliver the event again later.")
                     .with_internal(format!("session of payment: {why}"))

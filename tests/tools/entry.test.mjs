@@ -46,23 +46,28 @@ async function loadEntry() {
   }
 }
 
-test('the entry hands fetch and scheduled to the wasm with env and ctx', async () => {
+/** Runs `body` with a freshly loaded entry, and puts the globals back after. */
+async function withEntry(body) {
   const t = await loadEntry();
   try {
+    await body(t);
+  } finally {
+    t.restore();
+  }
+}
+
+test('the entry hands fetch and scheduled to the wasm with env and ctx', () =>
+  withEntry(async (t) => {
     assert.equal(await t.entry.fetch('req', 'env', 'ctx'), 'response for req');
     await t.entry.scheduled('event', 'env2', 'ctx2');
     assert.deepEqual(t.glue.calls.fetches, [['req', 'env', 'ctx']]);
     assert.deepEqual(t.glue.calls.scheduled, [['event', 'env2', 'ctx2']]);
     assert.equal(t.glue.calls.resets, 0);
     assert.deepEqual(t.lines, []);
-  } finally {
-    t.restore();
-  }
-});
+  }));
 
-test('after a trap (thrown or rejected) the next invocation gets a fresh instance, once', async () => {
-  const t = await loadEntry();
-  try {
+test('after a trap (thrown or rejected) the next invocation gets a fresh instance, once', () =>
+  withEntry(async (t) => {
     for (const kind of ['sync', 'async']) {
       const resetsBefore = t.glue.calls.resets;
       t.glue.trapOnNextCall(kind);
@@ -76,27 +81,19 @@ test('after a trap (thrown or rejected) the next invocation gets a fresh instanc
     assert.deepEqual(t.lines.map((l) => l.event), ['worker.trap', 'worker.reinitialized', 'worker.trap', 'worker.reinitialized']);
     assert.ok(t.lines.every((l) => l.level === 'error' && l.ts && l.msg));
     assert.match(t.lines[0].error, /RuntimeError: unreachable/);
-  } finally {
-    t.restore();
-  }
-});
+  }));
 
-test('an ordinary rejection is passed on without replacing the instance', async () => {
-  const t = await loadEntry();
-  try {
+test('an ordinary rejection is passed on without replacing the instance', () =>
+  withEntry(async (t) => {
     t.glue.trapOnNextCall('error');
     await assert.rejects(t.entry.fetch('a', 'env', 'ctx'), TypeError);
     await t.entry.fetch('b', 'env', 'ctx');
     assert.equal(t.glue.calls.resets, 0);
     assert.deepEqual(t.lines, []);
-  } finally {
-    t.restore();
-  }
-});
+  }));
 
-test('a trap reported to the global error handler also marks the instance', async () => {
-  const t = await loadEntry();
-  try {
+test('a trap reported to the global error handler also marks the instance', () =>
+  withEntry(async (t) => {
     const onError = t.listeners.find(([type]) => type === 'error')?.[1];
     assert.ok(onError, 'the entry listens for uncaught errors');
     onError({ error: new TypeError('not a trap') });
@@ -105,7 +102,4 @@ test('a trap reported to the global error handler also marks the instance', asyn
     onError({ error: new WebAssembly.RuntimeError('unreachable') });
     await t.entry.fetch('b', 'env', 'ctx');
     assert.equal(t.glue.calls.resets, 1);
-  } finally {
-    t.restore();
-  }
-});
+  }));

@@ -202,8 +202,6 @@ async fn kv(ctx: &Ctx, r: &mut Report, nonce: &str) {
     }
 }
 
-/// Fetches `/api/health?probe=<nonce>` through PUBLIC_BASE_URL: only this very
-/// deployment knows the nonce (in its KV) and can sign it (with its secret).
 /// GETs one of our own public URLs. A connection that breaks at once is
 /// asked once more: one transient network error is not a misconfiguration,
 /// and a wrong URL fails both times.
@@ -216,6 +214,8 @@ async fn fetch_own(ctx: &Ctx, url: &str) -> Transport {
     outbound::fetch(&ctx.log, url, "GET", outbound::headers(), None, 10_000).await
 }
 
+/// Fetches `/api/health?probe=<nonce>` through PUBLIC_BASE_URL: only this very
+/// deployment knows the nonce (in its KV) and can sign it (with its secret).
 async fn public_base_url(ctx: &Ctx, r: &mut Report, cfg: &Config, nonce: &str) -> bool {
     let production = cfg.environment == "production";
     let Some(base) = &cfg.public_base_url else {
@@ -496,7 +496,7 @@ async fn billing(ctx: &Ctx, r: &mut Report, cfg: &Config) {
         return;
     };
     let production = cfg.environment == "production";
-    let client = StripeClient { base: &b.api_base, secret_key: &b.secret_key, timeout_ms: 10_000, log: &ctx.log };
+    let client = StripeClient::new(b, &ctx.log);
     match client.check_key().await {
         Ok(_) if production && b.test_mode() => {
             r.fail("stripe key", "a test-mode key (sk_test_…) in production: no real payment can be taken; set the live key")
