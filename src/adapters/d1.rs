@@ -1,17 +1,29 @@
-//! D1, spoken to directly: statements are prepared and bound on the
-//! JavaScript side, and each result crosses into wasm once, as one JSON
-//! string, instead of one crossing per row and field. Every query is counted
-//! (queries, rows read and written, subrequests) for the request's log line. Numbers are
-//! bound as f64 (D1 rejects JS BigInt).
+//! D1, spoken to directly through `d1.mjs`: a statement is prepared and
+//! bound in one call, and each result crosses into wasm once, as one string
+//! (its counts and its rows as JSON), instead of one crossing per row, field
+//! and count. Every round trip is counted (queries, rows read and written,
+//! subrequests) for the request's log line. Numbers are bound as f64 (D1
+//! rejects JS BigInt).
 
+use super::js_message;
 use super::log::Log;
 use crate::domain::error::{AppError, AppResult};
 use serde::de::DeserializeOwned;
 use std::rc::Rc;
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::js_sys::{Array, Promise, Reflect, JSON};
+use worker::js_sys::Promise;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::types::{D1Database as D1Sys, D1PreparedStatement};
+
+#[wasm_bindgen(module = "/src/adapters/d1.mjs")]
+extern "C" {
+    #[wasm_bindgen(catch)]
+    fn d1_statement(db: &D1Sys, sql: &str, args: Vec<JsValue>) -> Result<D1PreparedStatement, JsValue>;
+    fn d1_all(statement: &D1PreparedStatement) -> Promise;
+    fn d1_run(statement: &D1PreparedStatement) -> Promise;
+    fn d1_batch(db: &D1Sys, statements: Vec<D1PreparedStatement>) -> Promise;
+}
 
 pub fn text(v: &str) -> JsValue {
     JsValue::from_str(v)
@@ -34,23 +46,14 @@ pub struct Db {
 
 /// The message of a rejected D1 call (never includes bound values).
 fn d1_error(what: &str, e: JsValue) -> AppError {
-    let message = e
-        .dyn_ref::<worker::js_sys::Error>()
-        .map(|err| String::from(err.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| "unknown error".into());
-    AppError::internal(format!("d1 {what}: {message}"))
+    AppError::internal(format!("d1 {what}: {}", js_message(&e)))
 }
 
-fn field(obj: &JsValue, name: &str) -> JsValue {
-    Reflect::get(obj, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
-}
-
-/// A statement's (rows read, rows written, rows changed) from its `meta`.
-fn meta(result: &JsValue) -> (u64, u64, usize) {
-    let meta = field(result, "meta");
-    let n = |name: &str| field(&meta, name).as_f64().unwrap_or(0.0);
-    (n("rows_read") as u64, n("rows_written") as u64, n("changes") as usize)
+/// A statement's (rows read, rows written, rows changed) from its count line.
+fn counts(line: &str) -> (u64, u64, usize) {
+    let mut n = line.split(' ').map(|v| v.parse::<u64>().unwrap_or(0));
+    let (read, written, changes) = (n.next().unwrap_or(0), n.next().unwrap_or(0), n.next().unwrap_or(0));
+    (read, written, changes as usize)
 }
 
 impl Db {
@@ -60,33 +63,28 @@ impl Db {
     }
 
     pub fn stmt(&self, sql: &str, args: &[JsValue]) -> AppResult<Stmt> {
-        let prepared = self.d1.prepare(sql).map_err(|e| d1_error("prepare", e))?;
-        let bound = prepared.bind(args.iter().collect::<Array>()).map_err(|e| d1_error("bind", e))?;
-        Ok(Stmt(bound))
+        d1_statement(&self.d1, sql, args.to_vec()).map(Stmt).map_err(|e| d1_error("prepare", e))
     }
 
-    /// One D1 call: a subrequest against the invocation's budget.
-    async fn settle(&self, what: &str, promise: Result<Promise, JsValue>) -> AppResult<JsValue> {
+    /// One D1 call: a subrequest against the invocation's budget. Its answer
+    /// is text (see `d1.mjs`).
+    async fn settle(&self, what: &str, promise: Promise) -> AppResult<String> {
         self.log.spend_subrequest("d1")?;
-        let promise = promise.map_err(|e| d1_error(what, e))?;
-        JsFuture::from(promise).await.map_err(|e| d1_error(what, e))
+        let answer = JsFuture::from(promise).await.map_err(|e| d1_error(what, e))?;
+        answer.as_string().ok_or_else(|| AppError::internal(format!("d1 {what}: no answer")))
     }
 
-    fn count(&self, result: &JsValue) -> usize {
-        let (read, written, changes) = meta(result);
+    fn count(&self, line: &str) -> usize {
+        let (read, written, changes) = counts(line);
         self.log.count_d1(read, written);
         changes
     }
 
     pub async fn all<T: DeserializeOwned>(&self, stmt: Stmt) -> AppResult<Vec<T>> {
-        let result = self.settle("query", stmt.0.all()).await?;
-        self.count(&result);
-        let rows = field(&result, "results");
-        if rows.is_undefined() || rows.is_null() {
-            return Ok(Vec::new());
-        }
-        let json: String = JSON::stringify(&rows).map_err(|e| d1_error("rows", e))?.into();
-        serde_json::from_str(&json).map_err(|e| AppError::internal(format!("d1 decode: {e}")))
+        let answer = self.settle("query", d1_all(&stmt.0)).await?;
+        let (line, rows) = answer.split_once('\n').unwrap_or((&answer, "[]"));
+        self.count(line);
+        serde_json::from_str(rows).map_err(|e| AppError::internal(format!("d1 decode: {e}")))
     }
 
     pub async fn first<T: DeserializeOwned>(&self, stmt: Stmt) -> AppResult<Option<T>> {
@@ -95,18 +93,16 @@ impl Db {
 
     /// Runs a write; returns how many rows it changed.
     pub async fn run(&self, stmt: Stmt) -> AppResult<usize> {
-        let result = self.settle("write", stmt.0.run()).await?;
-        Ok(self.count(&result))
+        let answer = self.settle("write", d1_run(&stmt.0)).await?;
+        Ok(self.count(&answer))
     }
 
     /// Runs statements as one transaction; returns each one's changed-row count.
     pub async fn batch(&self, stmts: Vec<Stmt>) -> AppResult<Vec<usize>> {
-        let list: Array = stmts.into_iter().map(|s| JsValue::from(s.0)).collect();
-        let results = self.settle("batch", self.d1.batch(list)).await?;
-        let results: Array = results.unchecked_into();
-        let metas: Vec<_> = results.iter().map(|r| meta(&r)).collect();
-        self.log.count_d1(metas.iter().map(|m| m.0).sum(), metas.iter().map(|m| m.1).sum());
-        Ok(metas.into_iter().map(|m| m.2).collect())
+        let answer = self.settle("batch", d1_batch(&self.d1, stmts.into_iter().map(|s| s.0).collect())).await?;
+        let each: Vec<_> = answer.lines().map(counts).collect();
+        self.log.count_d1(each.iter().map(|c| c.0).sum(), each.iter().map(|c| c.1).sum());
+        Ok(each.into_iter().map(|c| c.2).collect())
     }
 
     /// The cheapest round trip, for health checks.

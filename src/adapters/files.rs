@@ -7,6 +7,7 @@
 
 use super::clock::now_ms;
 use super::clock::random_bytes;
+use super::js_message;
 use super::log::Log;
 use super::streams::{settle, write, Chunks, Counted, StreamError};
 use crate::domain::error::{AppError, AppResult};
@@ -25,10 +26,6 @@ pub const BINDING: &str = "FILES";
 
 fn r2_error(what: &str, e: impl std::fmt::Display) -> AppError {
     AppError::internal(format!("r2 {what}: {e}"))
-}
-
-fn js_error(e: JsValue) -> String {
-    e.dyn_ref::<worker::js_sys::Error>().map(|err| String::from(err.message())).or_else(|| e.as_string()).unwrap_or_default()
 }
 
 fn get(obj: &JsValue, name: &str) -> JsValue {
@@ -95,7 +92,7 @@ impl Files {
     async fn call(&self, what: &str, promise: Result<worker::js_sys::Promise, JsValue>) -> AppResult<JsValue> {
         self.log.spend_subrequest(what)?;
         let _connection = self.log.connection().await;
-        let promise = promise.map_err(|e| r2_error(what, js_error(e)))?;
+        let promise = promise.map_err(|e| r2_error(what, js_message(&e)))?;
         settle(promise, None).await.map_err(|e| r2_error(what, e))
     }
 
@@ -134,7 +131,7 @@ impl Files {
         deadline: i64,
         key_for: impl Fn(ImageKind) -> String,
     ) -> Result<StoredImage, PutImageError> {
-        let storage = |what: &str, e: JsValue| PutImageError::Storage(r2_error(what, js_error(e)));
+        let storage = |what: &str, e: JsValue| PutImageError::Storage(r2_error(what, js_message(&e)));
         let counted = Counted::new(body, cap).map_err(PutImageError::Storage)?;
         let mut chunks = Chunks::new(&counted.readable, u64::MAX, None).until(Some(deadline));
         let (info, head) = probe_head(&mut chunks).await?;

@@ -17,3 +17,14 @@ pub mod streams;
 pub mod stripe;
 pub mod turnstile;
 pub mod webcrypto;
+
+use wasm_bindgen::{JsCast, JsValue};
+
+/// The message of a JavaScript exception or rejection (an `Error`'s message,
+/// or the value itself when it is a string), for logs and internal causes.
+pub fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<worker::js_sys::Error>()
+        .map(|err| String::from(err.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "unknown error".into())
+}

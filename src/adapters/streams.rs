@@ -5,6 +5,7 @@
 //! an image's first bytes) is copied into wasm.
 
 use super::clock::now_ms;
+use super::js_message;
 use crate::domain::error::{AppError, AppResult};
 use futures_util::future::{select, Either};
 use std::cell::Cell;
@@ -36,13 +37,6 @@ impl std::fmt::Display for StreamError {
             StreamError::Broken(why) => write!(f, "broken: {why}"),
         }
     }
-}
-
-fn js_message(e: &JsValue) -> String {
-    e.dyn_ref::<worker::js_sys::Error>()
-        .map(|err| String::from(err.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| "unknown error".into())
 }
 
 /// Awaits a JavaScript promise, with an optional deadline.

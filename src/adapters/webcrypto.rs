@@ -2,6 +2,7 @@
 //! Worker carries no RSA or ECDSA code of its own: the key is imported from
 //! its JWK and `verify` runs natively.
 
+use super::js_message;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::jwt::JwsAlg;
 use serde_json::Value;
@@ -10,12 +11,7 @@ use worker::js_sys::{self, Array, Function, Object, Promise, Reflect, Uint8Array
 use worker::wasm_bindgen_futures::JsFuture;
 
 fn crypto_error(what: &str, e: JsValue) -> AppError {
-    let message = e
-        .dyn_ref::<js_sys::Error>()
-        .map(|err| String::from(err.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| "unknown error".into());
-    AppError::internal(format!("webcrypto {what}: {message}"))
+    AppError::internal(format!("webcrypto {what}: {}", js_message(&e)))
 }
 
 fn get(obj: &JsValue, name: &str) -> AppResult<JsValue> {
