@@ -40,9 +40,13 @@ function markIfTrap(e) {
   }
 }
 
-addEventListener('error', (event) => {
-  if (event.error instanceof WebAssembly.RuntimeError) state.criticalError = true;
-});
+// A trap after the request's first await happens where wasm-bindgen's
+// executor polls it (a microtask) or in a promise callback: it reaches
+// neither `run` below nor the request's promise, which workerd then fails as
+// never answered. wasm-bindgen's abort handler has marked the instance
+// already; these listeners log it.
+addEventListener('error', (event) => markIfTrap(event.error));
+addEventListener('unhandledrejection', (event) => markIfTrap(event.reason));
 
 function run(handler, arg, env, ctx) {
   freshInstanceIfPoisoned();
@@ -57,7 +61,11 @@ function run(handler, arg, env, ctx) {
   }
 }
 
+// The wasm settles the request's promise itself (src/lib.rs, `fetch`), so
+// that a request needing no I/O is answered without a microtask in between.
+const respond = (request, env, ctx) => new Promise((resolve) => wasm.fetch(request, env, ctx, resolve));
+
 export default {
-  fetch: (request, env, ctx) => run(wasm.fetch, request, env, ctx),
+  fetch: (request, env, ctx) => run(respond, request, env, ctx),
   scheduled: (event, env, ctx) => run(wasm.scheduled, event, env, ctx),
 };

@@ -4,6 +4,7 @@
 
 pub mod build_info;
 pub mod domain;
+pub mod executor;
 
 #[cfg(target_arch = "wasm32")]
 mod adapters;
@@ -18,16 +19,27 @@ mod pipeline;
 
 #[cfg(target_arch = "wasm32")]
 mod entry {
-    use worker::{event, web_sys, Context, Env, Response, Result, ScheduleContext, ScheduledEvent};
+    use wasm_bindgen::prelude::wasm_bindgen;
+    use wasm_bindgen::JsValue;
+    use worker::js_sys::Function;
+    use worker::worker_sys::Context as JsContext;
+    use worker::{event, web_sys, Context, Env, ScheduleContext, ScheduledEvent};
 
     #[event(start)]
     fn start() {
         console_error_panic_hook::set_once();
     }
 
-    #[event(fetch)]
-    async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<Response> {
-        Ok(crate::http::handle(req, env, ctx).await)
+    /// Called by `src/entry.mjs` for each request, with the function that
+    /// settles the request's promise. The request runs up to its first await
+    /// before this returns (see `executor`).
+    #[wasm_bindgen]
+    pub fn fetch(req: web_sys::Request, env: Env, ctx: JsContext, respond: Function) {
+        let answer = async move {
+            let response = crate::http::handle(req, env, Context::new(ctx)).await;
+            let _ = respond.call1(&JsValue::UNDEFINED, &response.map(JsValue::from).unwrap_or(JsValue::UNDEFINED));
+        };
+        crate::executor::start(answer, worker::wasm_bindgen_futures::spawn_local);
     }
 
     #[event(scheduled)]

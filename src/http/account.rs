@@ -10,8 +10,8 @@ use crate::adapters::store::users::{self, User};
 use crate::domain::error::AppResult;
 use crate::domain::ids::UserId;
 use crate::domain::time::rfc3339;
+use crate::http::response::Response;
 use serde_json::{json, Value};
-use worker::Response;
 
 pub fn user_view(u: &User) -> Value {
     json!({ "id": u.id, "name": u.name, "credits": u.credits, "owed": u.owed, "created_at": rfc3339(u.created_at) })

@@ -17,9 +17,10 @@ use crate::domain::config::Config;
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::ids::OrderId;
 use crate::domain::stripe::{checkout_form, CheckoutRequest, StripeOutcome};
+use crate::http::response::Response;
 use serde_json::{json, Value};
 use std::time::Duration;
-use worker::{Delay, Response};
+use worker::Delay;
 
 const MAX_CHECKOUT_BODY: u64 = 4 * 1024;
 /// A second request for an order whose session another request is creating

@@ -14,8 +14,8 @@ use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::monitor::alerts::event;
 use crate::domain::monitor::client_error::{parse, scrub};
 use crate::domain::signature::sha256_hex;
+use crate::http::response::Response;
 use serde_json::json;
-use worker::Response;
 
 pub const MAX_REPORT_BYTES: u64 = 4 * 1024;
 /// Reports per client per minute.
@@ -40,7 +40,7 @@ pub async fn report(ctx: &Ctx, req: Request) -> AppResult<Response> {
         );
     }
     let report = parse(&body)?;
-    let user_agent = req.headers().get("User-Agent").ok().flatten().map(|ua| scrub(&ua, 160));
+    let user_agent = req.header("User-Agent").map(|ua| scrub(&ua, 160));
     metrics::event(event::CLIENT_ERROR);
     ctx.log.warn(
         "client.error",
@@ -48,5 +48,5 @@ pub async fn report(ctx: &Ctx, req: Request) -> AppResult<Response> {
         json!({ "client_message": report.message, "page": report.url, "client_stack": report.stack,
                 "client_request_id": report.request_id, "user_agent": user_agent }),
     );
-    Response::empty().map(|r| r.with_status(204)).map_err(|e| AppError::internal(e.to_string()))
+    Ok(Response::empty(204))
 }

@@ -22,13 +22,14 @@ use crate::domain::query::{parse_query, percent_decode};
 use crate::domain::signature::{base32, sha256_hex, signed_file_url, verify_file_signature};
 use crate::domain::task::{NewTask, StoredInput, Task};
 use crate::domain::urls::check_public_url;
+use crate::http::response::Response;
 use crate::pipeline::{Pipeline, Submission};
 use serde_json::{json, Value};
 use std::time::Duration;
 use wasm_bindgen::JsCast;
 use worker::js_sys::Uint8Array;
 use worker::web_sys::File;
-use worker::{Delay, Response};
+use worker::Delay;
 
 const MAX_JSON_BYTES: u64 = 256 * 1024;
 

@@ -3,13 +3,14 @@
 
 use super::ctx::Ctx;
 use super::request::Request;
+use super::response::{Body, Response};
 use crate::adapters::clock::now_ms;
 use crate::adapters::files::Files;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::query::percent_decode;
 use crate::domain::signature::verify_file_signature;
 use serde_json::json;
-use worker::{Method, Response, ResponseBody};
+use worker::Method;
 
 /// Parses `bytes=a-b`, `bytes=a-`, `bytes=-n` against the object size.
 fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
@@ -43,23 +44,22 @@ pub async fn serve(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let info = files.head(&key).await?.ok_or_else(AppError::not_found)?;
     let range = req.header("Range").and_then(|h| parse_range(&h, info.size));
     let (status, body, length) = if req.method() == Method::Head {
-        (200, ResponseBody::Empty, info.size)
+        (200, Body::Empty, info.size)
     } else {
-        let body = ResponseBody::Stream(files.body(&key, range).await?.ok_or_else(AppError::not_found)?);
+        let body = Body::Stream(files.body(&key, range).await?.ok_or_else(AppError::not_found)?);
         match range {
             Some((start, end)) => (206, body, end - start + 1),
             None => (200, body, info.size),
         }
     };
-    let resp = Response::from_body(body).map_err(|e| AppError::internal(e.to_string()))?.with_status(status);
-    let h = resp.headers();
-    let _ = h.set("Content-Type", &info.content_type);
-    let _ = h.set("Cache-Control", "private, max-age=86400, immutable");
-    let _ = h.set("Accept-Ranges", "bytes");
-    let _ = h.set("Content-Length", &length.to_string());
-    let _ = h.set("ETag", &info.etag);
+    let mut resp = Response::new(status, body)
+        .with_header("Content-Type", info.content_type)
+        .with_header("Cache-Control", "private, max-age=86400, immutable")
+        .with_header("Accept-Ranges", "bytes")
+        .with_header("Content-Length", length.to_string())
+        .with_header("ETag", info.etag);
     if let Some((start, end)) = range {
-        let _ = h.set("Content-Range", &format!("bytes {start}-{end}/{}", info.size));
+        resp.set_header("Content-Range", format!("bytes {start}-{end}/{}", info.size));
     }
     Ok(resp)
 }

@@ -15,8 +15,8 @@ use crate::build_info::{BUILT_AT, COMMIT, VERSION};
 use crate::domain::error::AppResult;
 use crate::domain::signature::probe_signature;
 use crate::domain::time::rfc3339;
+use crate::http::response::Response;
 use serde_json::json;
-use worker::Response;
 
 /// A cron (every minute) that has not finished a run for this long has stopped.
 const CRON_STALE_MS: i64 = 5 * 60_000;

@@ -13,8 +13,8 @@ use crate::domain::error::{AppError, AppResult};
 use crate::domain::session::{clear_cookie, CookieKind};
 use crate::domain::signature::{api_key_hash, new_api_key};
 use crate::domain::time::rfc3339;
+use crate::http::response::Response;
 use serde_json::{json, Value};
-use worker::Response;
 
 fn key_view(k: &KeyRow) -> Value {
     json!({ "id": key_public_id(&k.key_hash), "name": k.name.as_deref().unwrap_or("API key"), "hint": k.hint,

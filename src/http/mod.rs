@@ -15,6 +15,7 @@ mod keys;
 mod models;
 mod page;
 mod request;
+pub mod response;
 mod routes;
 mod signin;
 mod stripe_webhook;
@@ -28,25 +29,22 @@ use crate::domain::ids::is_ray_id;
 use crate::domain::signature::base32;
 use ctx::Ctx;
 use request::Request;
+use response::Response;
 use routes::Lookup;
 use serde_json::{json, Value};
-use worker::{Context, Env, Response};
+use worker::{web_sys, Context, Env};
 
 pub fn json_response(status: u16, body: &Value) -> AppResult<Response> {
-    let resp = Response::from_json(body).map_err(|e| AppError::internal(format!("json response: {e}")))?;
-    let _ = resp.headers().set("Content-Type", "application/json; charset=utf-8");
-    Ok(resp.with_status(status))
+    Ok(Response::json(status, body))
 }
 
 /// The request's id: Cloudflare's ray id when the header is a well-formed one
 /// (16 hex digits, optionally `-` and a data-centre code); anything else a
 /// client sent is ignored and we make our own.
 fn request_id(req: &Request) -> String {
-    req.headers()
-        .get("cf-ray")
-        .ok()
-        .flatten()
+    req.cf_ray()
         .filter(|v| is_ray_id(v))
+        .map(str::to_string)
         .unwrap_or_else(|| random_bytes::<10>().map(|b| base32(&b)).unwrap_or_else(|_| "unknown".into()))
 }
 
@@ -63,30 +61,26 @@ fn error_response(ctx: &Ctx, err: &AppError) -> Response {
     if ctx.wants_html_errors() {
         return page::error_page(err, &ctx.request_id);
     }
-    let body = err.body(&ctx.request_id);
-    let mut resp = match Response::from_json(&body) {
-        Ok(r) => r.with_status(err.status()),
-        Err(_) => Response::empty().map(|r| r.with_status(err.status())).unwrap_or_else(|_| Response::builder().empty()),
-    };
-    let h = resp.headers_mut();
-    let _ = h.set("Content-Type", "application/json; charset=utf-8");
+    let mut resp = Response::json(err.status(), &err.body(&ctx.request_id));
     if let Some(s) = err.retry_after_s {
-        let _ = h.set("Retry-After", &s.to_string());
+        resp.set_header("Retry-After", s.to_string());
     }
     if err.code == ErrorCode::MethodNotAllowed {
         if let Some(allow) = err.details.as_ref().and_then(|d| d.get("allow")).and_then(Value::as_str) {
-            let _ = h.set("Allow", allow);
+            resp.set_header("Allow", allow);
         }
     }
     resp
 }
 
-pub async fn handle(raw: worker::web_sys::Request, env: Env, worker_ctx: Context) -> Response {
+/// Answers one request. `None` only if the runtime refuses even a bare 500
+/// (then the runtime fails the request itself).
+pub async fn handle(raw: web_sys::Request, env: Env, worker_ctx: Context) -> Option<web_sys::Response> {
     let req = Request::new(raw);
     let started_ms = now_ms();
     let request_id = request_id(&req);
     let method = req.method();
-    let mut ctx = Ctx::new(env, worker_ctx, Log::new(&request_id, "unknown"), request_id.clone(), &req.inner().url());
+    let mut ctx = Ctx::new(env, worker_ctx, Log::new(&request_id, "unknown"), request_id.clone(), req.url());
 
     let result = match routes::find(&method, &ctx.path) {
         Lookup::Route(route, params) => {
@@ -103,17 +97,19 @@ pub async fn handle(raw: worker::web_sys::Request, env: Env, worker_ctx: Context
         Ok(r) => (r, None),
         Err(e) => (error_response(&ctx, &e), Some(e.code.as_str())),
     };
-    let status = resp.status_code();
-    let h = resp.headers_mut();
-    let _ = h.set("X-Request-Id", &request_id);
-    let _ = h.set("X-Content-Type-Options", "nosniff");
+    resp.set_header("X-Request-Id", request_id);
+    resp.set_header("X-Content-Type-Options", "nosniff");
     for cookie in ctx.take_cookies() {
-        let _ = h.append("Set-Cookie", &cookie);
+        resp.append_header("Set-Cookie", cookie);
     }
-    if !h.has("Cache-Control").unwrap_or(false) {
-        let _ = h.set("Cache-Control", "no-store");
+    if !resp.has_header("Cache-Control") {
+        resp.set_header("Cache-Control", "no-store");
     }
-    ctx.log.request(method.as_ref(), &ctx.path, status, now_ms() - started_ms, error_code);
+    let status = resp.status();
+    let web = resp.into_web().map_err(|cause| {
+        ctx.log.error("http.error", "the runtime refused the response", json!({ "status": status, "cause": cause }));
+    });
+    ctx.log.request(method.as_ref(), &ctx.path, if web.is_ok() { status } else { 500 }, now_ms() - started_ms, error_code);
     ctx.flush_metrics();
-    resp
+    web.ok().or_else(|| Response::empty(500).into_web().ok())
 }

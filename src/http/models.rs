@@ -2,12 +2,11 @@
 //! clients (the page included) never carry a copy that can drift.
 
 use super::ctx::Ctx;
-use super::json_response;
 use super::request::Request;
+use super::response::Response;
 use crate::domain::error::AppResult;
 use crate::domain::model::MODELS;
 use serde_json::{json, Value};
-use worker::Response;
 
 pub async fn list(ctx: &Ctx, _req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;
@@ -22,7 +21,6 @@ pub async fn list(ctx: &Ctx, _req: Request) -> AppResult<Response> {
                     "image_types": ["image/jpeg", "image/png", "image/webp"] })
         })
         .collect();
-    let resp = json_response(200, &json!({ "models": models, "max_body_bytes": cfg.max_body_bytes }))?;
-    let _ = resp.headers().set("Cache-Control", "public, max-age=60");
-    Ok(resp)
+    Ok(Response::json(200, &json!({ "models": models, "max_body_bytes": cfg.max_body_bytes }))
+        .with_header("Cache-Control", "public, max-age=60"))
 }

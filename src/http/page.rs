@@ -3,8 +3,8 @@
 
 use super::ctx::Ctx;
 use super::request::Request;
+use super::response::{Body, Response};
 use crate::domain::error::{AppError, AppResult};
-use worker::Response;
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
@@ -27,16 +27,14 @@ pub async fn serve(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let (body, content_type, etag) =
         ASSETS.iter().find(|(n, _, _, _)| *n == name).map(|(_, b, t, e)| (*b, *t, *e)).ok_or_else(AppError::not_found)?;
     let not_modified = req.header("If-None-Match").is_some_and(|v| v == etag);
-    let resp = if not_modified { Response::empty().map(|r| r.with_status(304)) } else { Response::from_bytes(body.to_vec()) }
-        .map_err(|e| AppError::internal(e.to_string()))?;
+    let resp = if not_modified { Response::empty(304) } else { Response::new(200, Body::Static(body)) };
     let turnstile = ctx.config().ok().is_some_and(|c| c.turnstile.is_some());
-    let h = resp.headers();
-    let _ = h.set("Content-Type", content_type);
-    let _ = h.set("ETag", etag);
-    let _ = h.set("Cache-Control", "public, max-age=0, must-revalidate");
-    let _ = h.set("Content-Security-Policy", if turnstile { CSP_TURNSTILE } else { CSP });
-    let _ = h.set("Referrer-Policy", "no-referrer");
-    Ok(resp)
+    Ok(resp
+        .with_header("Content-Type", content_type)
+        .with_header("ETag", etag)
+        .with_header("Cache-Control", "public, max-age=0, must-revalidate")
+        .with_header("Content-Security-Policy", if turnstile { CSP_TURNSTILE } else { CSP })
+        .with_header("Referrer-Policy", "no-referrer"))
 }
 
 fn escape(s: &str) -> String {
@@ -56,13 +54,12 @@ pub fn error_page(err: &AppError, request_id: &str) -> Response {
         message = escape(&err.message),
         rid = escape(request_id),
     );
-    let resp = Response::from_html(body).map(|r| r.with_status(err.status())).unwrap_or_else(|_| Response::builder().empty());
-    let h = resp.headers();
-    let _ = h.set("Content-Type", "text/html; charset=utf-8");
-    let _ = h.set("Content-Security-Policy", CSP_ERROR);
-    let _ = h.set("Referrer-Policy", "no-referrer");
+    let mut resp = Response::new(err.status(), Body::Text(body))
+        .with_header("Content-Type", "text/html; charset=utf-8")
+        .with_header("Content-Security-Policy", CSP_ERROR)
+        .with_header("Referrer-Policy", "no-referrer");
     if let Some(s) = err.retry_after_s {
-        let _ = h.set("Retry-After", &s.to_string());
+        resp.set_header("Retry-After", s.to_string());
     }
     resp
 }

@@ -4,11 +4,12 @@
 
 use super::ctx::Ctx;
 use super::request::Request;
+use super::response::Response;
 use super::{account, admin, billing, client_errors, create, files, health, keys, models, page, signin, stripe_webhook, tasks, webhook};
 use crate::domain::error::AppResult;
 use std::future::Future;
 use std::pin::Pin;
-use worker::{Method, Response};
+use worker::Method;
 
 pub type Reply<'a> = Pin<Box<dyn Future<Output = AppResult<Response>> + 'a>>;
 pub type Handler = for<'a> fn(&'a Ctx, Request) -> Reply<'a>;

@@ -29,8 +29,8 @@ use crate::domain::session::{
 };
 use crate::domain::signature::ct_eq;
 use crate::domain::turnstile::{token_ok, Verdict};
+use crate::http::response::Response;
 use serde_json::{json, Value};
-use worker::Response;
 
 /// Sign-ins one address may start per minute: each stores a row for 10
 /// minutes, so a flood is bounded before it reaches the provider.
@@ -55,9 +55,7 @@ pub fn redirect_uri(ctx: &Ctx, cfg: &Config) -> String {
 }
 
 fn redirect(location: &str) -> AppResult<Response> {
-    let resp = Response::empty().map_err(|e| AppError::internal(e.to_string()))?.with_status(302);
-    let _ = resp.headers().set("Location", location);
-    Ok(resp)
+    Ok(Response::empty(302).with_header("Location", location))
 }
 
 fn client_ip(req: &Request) -> Option<String> {

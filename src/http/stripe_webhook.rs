@@ -16,8 +16,8 @@ use crate::adapters::stripe::StripeClient;
 use crate::domain::billing::{BillingConfig, Order, OrderState, OrderTransition, ReversalKind};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::stripe::{parse_event, verify_signature, CloseReason, StripeAction, StripeEvent, StripeOutcome, SIGNATURE_TOLERANCE_S};
+use crate::http::response::Response;
 use serde_json::json;
-use worker::Response;
 
 /// Stripe's events are a few KB; a charge with many refunds stays far below this.
 const MAX_EVENT_BYTES: u64 = 512 * 1024;

@@ -10,9 +10,9 @@ use crate::adapters::store::tasks;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::TaskId;
 use crate::domain::task::{Task, TaskState};
+use crate::http::response::Response;
 use crate::pipeline::Pipeline;
 use serde_json::json;
-use worker::Response;
 
 pub async fn get(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;

@@ -14,10 +14,11 @@ use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::ids::TaskId;
 use crate::domain::kie::{parse_callback, KieCallback};
 use crate::domain::signature::{ct_eq, verify_kie_webhook};
+use crate::http::response::Response;
 use crate::pipeline::Pipeline;
 use serde_json::json;
 use std::time::Duration;
-use worker::{Delay, Response};
+use worker::Delay;
 
 const MAX_CALLBACK_BYTES: u64 = 256 * 1024;
 const HMAC_WINDOW_S: i64 = 300;

@@ -17,12 +17,15 @@ let trapNext = null;
 export function trapOnNextCall(kind) { trapNext = kind; }
 export function __worker_init_state() { return state; }
 export function __wbg_reset_state() { calls.resets++; }
-export function fetch(request, env, ctx) {
+export function fetch(request, env, ctx, respond) {
   calls.fetches.push([request, env, ctx]);
-  if (trapNext === 'sync') { trapNext = null; throw new WebAssembly.RuntimeError('unreachable'); }
-  if (trapNext === 'async') { trapNext = null; return Promise.reject(new WebAssembly.RuntimeError('unreachable')); }
-  if (trapNext === 'error') { trapNext = null; return Promise.reject(new TypeError('not a trap')); }
-  return Promise.resolve('response for ' + request);
+  const kind = trapNext;
+  trapNext = null;
+  if (kind === 'sync') throw new WebAssembly.RuntimeError('unreachable');
+  // A trap after an await: the abort handler marks the instance and the request is never answered.
+  if (kind === 'later') { state.criticalError = true; return; }
+  if (kind === 'error') throw new TypeError('not a trap');
+  respond('response for ' + request);
 }
 export function scheduled(event, env, ctx) { calls.scheduled.push([event, env, ctx]); return Promise.resolve(); }
 `;
@@ -66,12 +69,20 @@ test('the entry hands fetch and scheduled to the wasm with env and ctx', () =>
     assert.deepEqual(t.lines, []);
   }));
 
-test('after a trap (thrown or rejected) the next invocation gets a fresh instance, once', () =>
+test('after a trap the next invocation gets a fresh instance, once', () =>
   withEntry(async (t) => {
-    for (const kind of ['sync', 'async']) {
+    const unhandled = t.listeners.find(([type]) => type === 'unhandledrejection')?.[1];
+    assert.ok(unhandled, 'the entry listens for unhandled rejections');
+    for (const kind of ['sync', 'later']) {
       const resetsBefore = t.glue.calls.resets;
       t.glue.trapOnNextCall(kind);
-      await assert.rejects(t.entry.fetch('a', 'env', 'ctx'), WebAssembly.RuntimeError);
+      if (kind === 'sync') {
+        await assert.rejects(t.entry.fetch('a', 'env', 'ctx'), WebAssembly.RuntimeError);
+      } else {
+        // Never answered; the trap surfaces as an unhandled rejection.
+        void t.entry.fetch('a', 'env', 'ctx');
+        unhandled({ reason: new WebAssembly.RuntimeError('unreachable') });
+      }
       assert.equal(t.glue.calls.resets, resetsBefore, 'no reset before the next invocation');
       assert.equal(await t.entry.fetch('b', 'env', 'ctx'), 'response for b');
       assert.equal(t.glue.calls.resets, resetsBefore + 1);
@@ -83,7 +94,7 @@ test('after a trap (thrown or rejected) the next invocation gets a fresh instanc
     assert.match(t.lines[0].error, /RuntimeError: unreachable/);
   }));
 
-test('an ordinary rejection is passed on without replacing the instance', () =>
+test('an ordinary error is passed on without replacing the instance', () =>
   withEntry(async (t) => {
     t.glue.trapOnNextCall('error');
     await assert.rejects(t.entry.fetch('a', 'env', 'ctx'), TypeError);

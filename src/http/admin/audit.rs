@@ -7,8 +7,8 @@ use super::{open, Ctx};
 use crate::adapters::store::ops;
 use crate::domain::error::AppResult;
 use crate::domain::time::rfc3339;
+use crate::http::response::Response;
 use serde_json::{json, Value};
-use worker::Response;
 
 pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let (_, db) = open(ctx, &req).await?;

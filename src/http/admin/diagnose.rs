@@ -21,7 +21,7 @@ use crate::adapters::stripe::StripeClient;
 use crate::adapters::turnstile;
 use crate::build_info::{COMMIT, VERSION};
 use crate::domain::config::{Config, ConfigProblem, REQUIRED_SECRETS};
-use crate::domain::error::{AppError, AppResult};
+use crate::domain::error::AppResult;
 use crate::domain::jwt::count_usable_keys;
 use crate::domain::kie::Transport;
 use crate::domain::migrations::{apply_command, missing};
@@ -32,9 +32,10 @@ use crate::domain::oidc::discovery_url;
 use crate::domain::signature::{probe_signature, signed_file_url};
 use crate::domain::time::rfc3339;
 use crate::domain::turnstile::Verdict;
+use crate::http::response::{Body, Response};
 use serde_json::{json, Value};
 use std::time::Duration;
-use worker::{Delay, Response};
+use worker::Delay;
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
@@ -117,9 +118,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> AppResult<Response> {
             let field = |k: &str| c[k].as_str().unwrap_or("").to_string();
             text.push_str(&format!("[{:4}] {:24} {}\n", field("status"), field("name"), field("hint")));
         }
-        let resp = Response::ok(text).map_err(|e| AppError::internal(e.to_string()))?;
-        let _ = resp.headers().set("Content-Type", "text/plain; charset=utf-8");
-        return Ok(resp);
+        return Ok(Response::new(200, Body::Text(text)).with_header("Content-Type", "text/plain; charset=utf-8"));
     }
     json_response(200, &json!({ "status": status, "environment": environment, "version": VERSION, "commit": COMMIT, "checks": r.0 }))
 }

@@ -16,8 +16,8 @@ use crate::domain::monitor::alerts::title;
 use crate::domain::monitor::config::MonitorConfig;
 use crate::domain::monitor::metrics::{build, sample_bucket_ms, Inputs, QueueNow, Window};
 use crate::domain::time::rfc3339;
+use crate::http::response::Response;
 use serde_json::{json, Value};
-use worker::Response;
 
 /// Resolved alerts are listed for this long.
 const RECENT_MS: i64 = 7 * 86_400_000;

@@ -11,8 +11,8 @@ use crate::adapters::store::{orders, users};
 use crate::domain::billing::OrderState;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::UserId;
+use crate::http::response::Response;
 use serde_json::json;
-use worker::Response;
 
 /// `GET /api/admin/orders?state=&user_id=&owed=true&limit=&cursor=`, newest first.
 pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {

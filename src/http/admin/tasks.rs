@@ -10,8 +10,8 @@ use crate::adapters::store::{ops, tasks};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::{TaskId, UserId};
 use crate::domain::task::TaskState;
+use crate::http::response::Response;
 use serde_json::{json, Value};
-use worker::Response;
 
 /// `GET /api/admin/tasks?state=&user_id=&stuck=true`.
 pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {

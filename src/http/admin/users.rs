@@ -11,8 +11,8 @@ use crate::adapters::store::users;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::UserId;
 use crate::domain::signature::{api_key_hash, new_api_key};
+use crate::http::response::Response;
 use serde_json::json;
-use worker::Response;
 
 /// `POST /api/admin/users {"name", "credits"}`.
 pub async fn create(ctx: &Ctx, req: Request) -> AppResult<Response> {
