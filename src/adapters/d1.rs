@@ -12,9 +12,10 @@ use serde::de::DeserializeOwned;
 use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::js_sys::Promise;
+use worker::js_sys::{Promise, Reflect};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::types::{D1Database as D1Sys, D1PreparedStatement};
+use worker::Env;
 
 #[wasm_bindgen(module = "/src/adapters/d1.mjs")]
 extern "C" {
@@ -57,9 +58,11 @@ fn counts(line: &str) -> (u64, u64, usize) {
 }
 
 impl Db {
-    pub fn new(d1: worker::D1Database, log: Log) -> Db {
-        let raw: JsValue = d1.into();
-        Db { d1: Rc::new(raw.unchecked_into()), log }
+    /// The `DB` binding, if there is one. workers-rs' `Env::d1` also checks
+    /// the binding's constructor name, four more JS calls on every request.
+    pub fn from_env(env: &Env, log: &Log) -> Option<Db> {
+        let binding = Reflect::get(env, &JsValue::from_str("DB")).ok().filter(JsValue::is_object)?;
+        Some(Db { d1: Rc::new(binding.unchecked_into()), log: log.clone() })
     }
 
     pub fn stmt(&self, sql: &str, args: &[JsValue]) -> AppResult<Stmt> {

@@ -99,11 +99,10 @@ impl Ctx {
     }
 
     pub fn db(&self) -> AppResult<Db> {
-        let d1 = self.env.d1("DB").map_err(|_| {
+        Db::from_env(&self.env, &self.log).ok_or_else(|| {
             AppError::new(ErrorCode::ConfigError, "This deployment has no D1 binding named DB.")
                 .with_details(json!({ "settings": [{ "name": "DB", "problem": "binding missing" }] }))
-        })?;
-        Ok(Db::new(d1, self.log.clone()))
+        })
     }
 
     pub fn files(&self) -> AppResult<Files> {

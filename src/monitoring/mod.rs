@@ -85,8 +85,7 @@ async fn observe_and_alert(env: &Env, log: &Log, cfg: &MonitorConfig, sender: &S
     let now = now_ms();
     let (kie, config_problems) = kie_check(env, log).await;
     let r2_problem = r2_problem(env, log).await;
-    let d1 = env.d1("DB").map_err(|e| AppError::internal(format!("d1 binding: {e}")))?;
-    let db = Db::new(d1, log.clone());
+    let db = Db::from_env(env, log).ok_or_else(|| AppError::internal("no D1 binding named DB"))?;
     // This isolate's counters (the credit call above included) first, so the rules see them.
     metrics::flush(&db, log).await;
     let queue = store::queue_now(&db, now).await?;
