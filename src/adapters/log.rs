@@ -74,6 +74,18 @@ impl Drop for Connection {
 #[derive(Clone, Default)]
 pub struct Log(Rc<RefCell<State>>);
 
+// A line crosses to the console in one call (web-sys' `console::log_1`
+// takes a `JsValue`, one more call to make it).
+#[wasm_bindgen::prelude::wasm_bindgen(js_namespace = console)]
+extern "C" {
+    #[wasm_bindgen(js_name = log)]
+    fn console_log(line: &str);
+    #[wasm_bindgen(js_name = warn)]
+    fn console_warn(line: &str);
+    #[wasm_bindgen(js_name = error)]
+    fn console_error(line: &str);
+}
+
 /// One JSON object written field by field straight into a string (no map to
 /// build, sort and serialise: this runs for every line of every request).
 struct Line(String);
@@ -91,8 +103,15 @@ impl Line {
         self.text(key);
         self.0.push(':');
     }
-    /// A JSON string, escaped as serde_json escapes it.
+    /// A JSON string, escaped as serde_json escapes it (most need nothing
+    /// escaped and are copied as they are).
     fn text(&mut self, value: &str) {
+        if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.0.push('"');
+            self.0.push_str(value);
+            self.0.push('"');
+            return;
+        }
         match serde_json::to_string(value) {
             Ok(quoted) => self.0.push_str(&quoted),
             Err(_) => self.0.push_str("\"\""),
@@ -112,11 +131,10 @@ impl Line {
     }
     fn emit(mut self, level: Level) {
         self.0.push('}');
-        let line = wasm_bindgen::JsValue::from_str(&self.0);
         match level {
-            Level::Error => worker::web_sys::console::error_1(&line),
-            Level::Warn => worker::web_sys::console::warn_1(&line),
-            Level::Info => worker::web_sys::console::log_1(&line),
+            Level::Error => console_error(&self.0),
+            Level::Warn => console_warn(&self.0),
+            Level::Info => console_log(&self.0),
         }
     }
 }

@@ -97,6 +97,22 @@ pub enum Lookup {
     Nothing,
 }
 
+/// Whether `path` may match `pattern`: their bytes agree up to the pattern's
+/// first parameter (and, for a pattern without one, so do their lengths).
+/// Most routes are ruled out here, before `captures` splits anything.
+fn may_match(pattern: &str, path: &str) -> bool {
+    let have = path.as_bytes();
+    for (i, &c) in pattern.as_bytes().iter().enumerate() {
+        if c == b':' || c == b'*' {
+            return true;
+        }
+        if have.get(i) != Some(&c) {
+            return false;
+        }
+    }
+    pattern.len() == path.len()
+}
+
 /// The parameters `pattern` captures from `path`, if it matches.
 fn captures(pattern: &'static str, path: &str) -> Option<Vec<(&'static str, String)>> {
     let mut params = Vec::new();
@@ -122,7 +138,7 @@ fn captures(pattern: &'static str, path: &str) -> Option<Vec<(&'static str, Stri
 
 pub fn find(method: &Method, path: &str) -> Lookup {
     let mut allowed: Vec<&str> = Vec::new();
-    for route in ROUTES {
+    for route in ROUTES.iter().filter(|r| may_match(r.path, path)) {
         if let Some(params) = captures(route.path, path) {
             if route.method == *method {
                 return Lookup::Route(route, params);
