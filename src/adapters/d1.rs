@@ -66,7 +66,7 @@ impl Db {
     }
 
     pub fn stmt(&self, sql: &str, args: &[JsValue]) -> AppResult<Stmt> {
-        d1_statement(&self.d1, sql, args.to_vec()).map(Stmt).map_err(|e| d1_error("prepare", e))
+        d1_statement(&self.d1, sql, args.to_vec()).map(Stmt).map_err(|e| d1_error("statement", e))
     }
 
     /// One D1 call: a subrequest against the invocation's budget. Its answer

@@ -15,7 +15,7 @@ mod keys;
 mod models;
 mod page;
 mod request;
-pub mod response;
+mod response;
 mod routes;
 mod signin;
 mod stripe_webhook;
