@@ -35,7 +35,7 @@ mod entry {
     /// before this returns (see `executor`).
     #[wasm_bindgen]
     pub fn fetch(req: web_sys::Request, env: Env, ctx: JsContext, respond: Function) {
-        let answer = crate::adapters::clock::clock_read_once_per_poll(async move {
+        let answer = crate::adapters::clock::read_once_per_poll(async move {
             let response = crate::http::handle(req, env, Context::new(ctx)).await;
             let _ = respond.call1(&JsValue::UNDEFINED, &response.map(JsValue::from).unwrap_or(JsValue::UNDEFINED));
         });

@@ -24,7 +24,7 @@ pub fn now_ms() -> i64 {
 /// Runs a request's future reading the clock once per poll. workerd's clock
 /// does not move while code runs, only between I/O events, so every read in
 /// one poll gives the same value; this makes them one JavaScript call.
-pub fn clock_read_once_per_poll<F: Future>(job: F) -> impl Future<Output = F::Output> {
+pub fn read_once_per_poll<F: Future>(job: F) -> impl Future<Output = F::Output> {
     let mut job = Box::pin(job);
     poll_fn(move |cx| {
         let outer = POLL_TIME.with(|t| t.replace(Some(Date::now() as i64)));

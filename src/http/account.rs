@@ -4,13 +4,13 @@
 use super::ctx::Ctx;
 use super::extract::{id_cursor, page_limit, paginate};
 use super::request::Request;
+use super::response::Response;
 use super::{auth, json_response};
 use crate::adapters::d1::Db;
 use crate::adapters::store::users::{self, User};
 use crate::domain::error::AppResult;
 use crate::domain::ids::UserId;
 use crate::domain::time::rfc3339;
-use crate::http::response::Response;
 use serde_json::{json, Value};
 
 pub fn user_view(u: &User) -> Value {

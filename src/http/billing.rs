@@ -6,6 +6,7 @@
 use super::ctx::Ctx;
 use super::extract::{decode_cursor, encode_cursor, page_limit, paginate, read_json};
 use super::request::Request;
+use super::response::Response;
 use super::{auth, json_response};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
@@ -17,7 +18,6 @@ use crate::domain::config::Config;
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::ids::OrderId;
 use crate::domain::stripe::{checkout_form, CheckoutRequest, StripeOutcome};
-use crate::http::response::Response;
 use serde_json::{json, Value};
 use std::time::Duration;
 use worker::Delay;

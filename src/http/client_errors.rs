@@ -7,6 +7,7 @@
 use super::ctx::Ctx;
 use super::extract::read_json;
 use super::request::Request;
+use super::response::Response;
 use crate::adapters::clock::now_ms;
 use crate::adapters::metrics;
 use crate::adapters::store::monitoring;
@@ -14,7 +15,6 @@ use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::monitor::alerts::event;
 use crate::domain::monitor::client_error::{parse, scrub};
 use crate::domain::signature::sha256_hex;
-use crate::http::response::Response;
 use serde_json::json;
 
 pub const MAX_REPORT_BYTES: u64 = 4 * 1024;

@@ -5,6 +5,7 @@
 use super::ctx::Ctx;
 use super::extract::{read_form, read_json};
 use super::request::Request;
+use super::response::Response;
 use super::{auth, json_response};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
@@ -22,7 +23,6 @@ use crate::domain::query::{parse_query, percent_decode};
 use crate::domain::signature::{base32, sha256_hex, signed_file_url, verify_file_signature};
 use crate::domain::task::{NewTask, StoredInput, Task};
 use crate::domain::urls::check_public_url;
-use crate::http::response::Response;
 use crate::pipeline::{Pipeline, Submission};
 use serde_json::{json, Value};
 use std::time::Duration;

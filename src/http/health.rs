@@ -6,6 +6,7 @@
 use super::ctx::Ctx;
 use super::json_response;
 use super::request::Request;
+use super::response::Response;
 use crate::adapters::cache::Cache;
 use crate::adapters::clock::now_ms;
 use crate::adapters::files::Files;
@@ -15,7 +16,6 @@ use crate::build_info::{BUILT_AT, COMMIT, VERSION};
 use crate::domain::error::AppResult;
 use crate::domain::signature::probe_signature;
 use crate::domain::time::rfc3339;
-use crate::http::response::Response;
 use serde_json::json;
 
 /// A cron (every minute) that has not finished a run for this long has stopped.

@@ -5,6 +5,7 @@
 use super::ctx::Ctx;
 use super::extract::read_json;
 use super::request::Request;
+use super::response::Response;
 use super::{auth, json_response};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::store::accounts::{self, KeyRow};
@@ -13,7 +14,6 @@ use crate::domain::error::{AppError, AppResult};
 use crate::domain::session::{clear_cookie, CookieKind};
 use crate::domain::signature::{api_key_hash, new_api_key};
 use crate::domain::time::rfc3339;
-use crate::http::response::Response;
 use serde_json::{json, Value};
 
 fn key_view(k: &KeyRow) -> Value {

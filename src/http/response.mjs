@@ -1,9 +1,9 @@
 // Builds the runtime's Response from what the wasm hands over in one call
 // (src/http/response.rs): the status, the headers as one string of
-// `name\nvalue\n` pairs, and the body. One crossing per response instead of
-// one per header.
+// `name\nvalue\n` pairs, and the body (null, a string or a stream). One
+// crossing per response instead of one per header.
 
-function withHeaders(status, head, body) {
+export function respond(status, head, body) {
   const headers = new Headers();
   for (let i = 0; i < head.length; ) {
     const nameEnd = head.indexOf('\n', i);
@@ -14,19 +14,7 @@ function withHeaders(status, head, body) {
   return new Response(body, { status, headers });
 }
 
-export function respond_empty(status, head) {
-  return withHeaders(status, head, null);
-}
-
-export function respond_text(status, head, body) {
-  return withHeaders(status, head, body);
-}
-
-// `body` is a view of the wasm's memory: copied before anything else runs.
-export function respond_bytes(status, head, body) {
-  return withHeaders(status, head, body.slice());
-}
-
-export function respond_stream(status, head, body) {
-  return withHeaders(status, head, body);
+// `bytes` is a view of the wasm's memory: copied before anything else runs.
+export function respond_bytes(status, head, bytes) {
+  return respond(status, head, bytes.slice());
 }

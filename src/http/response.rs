@@ -11,14 +11,12 @@ use worker::web_sys;
 
 #[wasm_bindgen(module = "/src/http/response.mjs")]
 extern "C" {
-    #[wasm_bindgen(catch)]
-    fn respond_empty(status: u16, head: &str) -> Result<web_sys::Response, JsValue>;
-    #[wasm_bindgen(catch)]
+    #[wasm_bindgen(catch, js_name = respond)]
     fn respond_text(status: u16, head: &str, body: &str) -> Result<web_sys::Response, JsValue>;
+    #[wasm_bindgen(catch, js_name = respond)]
+    fn respond_stream(status: u16, head: &str, body: Option<&web_sys::ReadableStream>) -> Result<web_sys::Response, JsValue>;
     #[wasm_bindgen(catch)]
-    fn respond_bytes(status: u16, head: &str, body: &[u8]) -> Result<web_sys::Response, JsValue>;
-    #[wasm_bindgen(catch)]
-    fn respond_stream(status: u16, head: &str, body: &web_sys::ReadableStream) -> Result<web_sys::Response, JsValue>;
+    fn respond_bytes(status: u16, head: &str, bytes: &[u8]) -> Result<web_sys::Response, JsValue>;
 }
 
 pub enum Body {
@@ -86,10 +84,10 @@ impl Response {
             head.push('\n');
         }
         match &self.body {
-            Body::Empty => respond_empty(self.status, &head),
+            Body::Empty => respond_stream(self.status, &head, None),
             Body::Text(text) => respond_text(self.status, &head, text),
             Body::Static(bytes) => respond_bytes(self.status, &head, bytes),
-            Body::Stream(stream) => respond_stream(self.status, &head, stream),
+            Body::Stream(stream) => respond_stream(self.status, &head, Some(stream)),
         }
         .map_err(|e| js_message(&e))
     }

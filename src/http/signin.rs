@@ -11,6 +11,7 @@ use super::ctx::{config_error, Ctx};
 use super::extract::read_json;
 use super::json_response;
 use super::request::Request;
+use super::response::Response;
 use crate::adapters::cache::Cache;
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
@@ -29,7 +30,6 @@ use crate::domain::session::{
 };
 use crate::domain::signature::ct_eq;
 use crate::domain::turnstile::{token_ok, Verdict};
-use crate::http::response::Response;
 use serde_json::{json, Value};
 
 /// Sign-ins one address may start per minute: each stores a row for 10

@@ -9,6 +9,7 @@ use super::ctx::Ctx;
 use super::extract::read_body;
 use super::json_response;
 use super::request::Request;
+use super::response::Response;
 use crate::adapters::clock::now_ms;
 use crate::adapters::d1::Db;
 use crate::adapters::store::orders::{self, Applied, ReversalRequest};
@@ -16,7 +17,6 @@ use crate::adapters::stripe::StripeClient;
 use crate::domain::billing::{BillingConfig, Order, OrderState, OrderTransition, ReversalKind};
 use crate::domain::error::{AppError, AppResult, ErrorCode};
 use crate::domain::stripe::{parse_event, verify_signature, CloseReason, StripeAction, StripeEvent, StripeOutcome, SIGNATURE_TOLERANCE_S};
-use crate::http::response::Response;
 use serde_json::json;
 
 /// Stripe's events are a few KB; a charge with many refunds stays far below this.

@@ -5,12 +5,12 @@ use super::ctx::Ctx;
 use super::extract::{decode_cursor, encode_cursor, page_limit, paginate};
 use super::json_response;
 use super::request::Request;
+use super::response::Response;
 use crate::adapters::clock::now_ms;
 use crate::adapters::store::tasks;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::TaskId;
 use crate::domain::task::{Task, TaskState};
-use crate::http::response::Response;
 use crate::pipeline::Pipeline;
 use serde_json::json;
 

@@ -3,11 +3,11 @@
 use super::super::extract::{id_cursor, page_limit, paginate};
 use super::super::json_response;
 use super::super::request::Request;
+use super::super::response::Response;
 use super::{open, Ctx};
 use crate::adapters::store::ops;
 use crate::domain::error::AppResult;
 use crate::domain::time::rfc3339;
-use crate::http::response::Response;
 use serde_json::{json, Value};
 
 pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {

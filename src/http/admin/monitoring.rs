@@ -6,6 +6,7 @@
 
 use super::super::json_response;
 use super::super::request::Request;
+use super::super::response::Response;
 use super::{operator, Ctx};
 use crate::adapters::clock::now_ms;
 use crate::adapters::metrics;
@@ -16,7 +17,6 @@ use crate::domain::monitor::alerts::title;
 use crate::domain::monitor::config::MonitorConfig;
 use crate::domain::monitor::metrics::{build, sample_bucket_ms, Inputs, QueueNow, Window};
 use crate::domain::time::rfc3339;
-use crate::http::response::Response;
 use serde_json::{json, Value};
 
 /// Resolved alerts are listed for this long.

@@ -5,13 +5,13 @@ use super::super::account::user_view;
 use super::super::extract::{decode_cursor, encode_cursor, page_limit, paginate, read_json};
 use super::super::json_response;
 use super::super::request::Request;
+use super::super::response::Response;
 use super::{open, path_id, text_field, Ctx, MAX_ADMIN_BODY};
 use crate::adapters::clock::now_ms;
 use crate::adapters::store::{orders, users};
 use crate::domain::billing::OrderState;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::UserId;
-use crate::http::response::Response;
 use serde_json::json;
 
 /// `GET /api/admin/orders?state=&user_id=&owed=true&limit=&cursor=`, newest first.

@@ -4,13 +4,13 @@
 use super::super::extract::{decode_cursor, encode_cursor, page_limit, paginate};
 use super::super::json_response;
 use super::super::request::Request;
+use super::super::response::Response;
 use super::{open, path_id, Ctx};
 use crate::adapters::clock::now_ms;
 use crate::adapters::store::{ops, tasks};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::{TaskId, UserId};
 use crate::domain::task::TaskState;
-use crate::http::response::Response;
 use serde_json::{json, Value};
 
 /// `GET /api/admin/tasks?state=&user_id=&stuck=true`.

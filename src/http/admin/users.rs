@@ -5,13 +5,13 @@ use super::super::account::{ledger_page, user_view};
 use super::super::extract::{decode_cursor, encode_cursor, page_limit, paginate, read_json};
 use super::super::json_response;
 use super::super::request::Request;
+use super::super::response::Response;
 use super::{credits_field, open, path_id, text_field, Ctx, MAX_ADMIN_BODY};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::store::users;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::ids::UserId;
 use crate::domain::signature::{api_key_hash, new_api_key};
-use crate::http::response::Response;
 use serde_json::json;
 
 /// `POST /api/admin/users {"name", "credits"}`.
