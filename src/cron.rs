@@ -77,7 +77,7 @@ pub async fn run(env: Env, cron: String) {
 async fn run_steps(env: &Env, log: &Log, started: i64) -> AppResult<Value> {
     let cfg = settings::config(env)
         .map_err(|p| AppError::internal(format!("config problems: {:?}", p.iter().map(|p| &p.name).collect::<Vec<_>>())))?;
-    let db = Db::from_env(env, log).ok_or_else(|| AppError::internal("no D1 binding named DB"))?;
+    let db = Db::from_env(env, log)?;
     let p = Pipeline::new(env.clone(), db.clone(), cfg, log.clone()).until(started + RUN_BUDGET_MS);
     let mut summary = Summary::default();
     // Tasks already at Kie first: they are paid for there.

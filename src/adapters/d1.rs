@@ -58,11 +58,14 @@ fn counts(line: &str) -> (u64, u64, usize) {
 }
 
 impl Db {
-    /// The `DB` binding, if there is one. workers-rs' `Env::d1` also checks
-    /// the binding's constructor name, four more JS calls on every request.
-    pub fn from_env(env: &Env, log: &Log) -> Option<Db> {
-        let binding = Reflect::get(env, &JsValue::from_str("DB")).ok().filter(JsValue::is_object)?;
-        Some(Db { d1: Rc::new(binding.unchecked_into()), log: log.clone() })
+    /// The `DB` binding. workers-rs' `Env::d1` also checks the binding's
+    /// constructor name, four more JS calls on every request.
+    pub fn from_env(env: &Env, log: &Log) -> AppResult<Db> {
+        let binding = Reflect::get(env, &JsValue::from_str("DB"))
+            .ok()
+            .filter(JsValue::is_object)
+            .ok_or_else(|| AppError::internal("no D1 binding named DB"))?;
+        Ok(Db { d1: Rc::new(binding.unchecked_into()), log: log.clone() })
     }
 
     pub fn stmt(&self, sql: &str, args: &[JsValue]) -> AppResult<Stmt> {

@@ -99,7 +99,7 @@ impl Ctx {
     }
 
     pub fn db(&self) -> AppResult<Db> {
-        Db::from_env(&self.env, &self.log).ok_or_else(|| {
+        Db::from_env(&self.env, &self.log).map_err(|_| {
             AppError::new(ErrorCode::ConfigError, "This deployment has no D1 binding named DB.")
                 .with_details(json!({ "settings": [{ "name": "DB", "problem": "binding missing" }] }))
         })

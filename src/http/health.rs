@@ -4,7 +4,6 @@
 //! can make.
 
 use super::ctx::Ctx;
-use super::json_response;
 use super::request::Request;
 use super::response::Response;
 use crate::adapters::cache::Cache;
@@ -90,5 +89,5 @@ pub async fn get(ctx: &Ctx, _req: Request) -> AppResult<Response> {
             }
         }
     }
-    json_response(if status == "down" { 503 } else { 200 }, &body)
+    Ok(Response::json(if status == "down" { 503 } else { 200 }, &body))
 }

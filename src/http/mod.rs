@@ -24,7 +24,7 @@ mod webhook;
 
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::log::Log;
-use crate::domain::error::{AppError, AppResult, ErrorCode};
+use crate::domain::error::{AppError, ErrorCode};
 use crate::domain::ids::is_ray_id;
 use crate::domain::signature::base32;
 use ctx::Ctx;
@@ -33,10 +33,6 @@ use response::Response;
 use routes::Lookup;
 use serde_json::{json, Value};
 use worker::{web_sys, Context, Env};
-
-pub fn json_response(status: u16, body: &Value) -> AppResult<Response> {
-    Ok(Response::json(status, body))
-}
 
 /// The request's id: Cloudflare's ray id when the header is a well-formed one
 /// (16 hex digits, optionally `-` and a data-centre code); anything else a

@@ -3,7 +3,6 @@
 use super::auth::{self, Credential};
 use super::ctx::Ctx;
 use super::extract::{decode_cursor, encode_cursor, page_limit, paginate};
-use super::json_response;
 use super::request::Request;
 use super::response::Response;
 use crate::adapters::clock::now_ms;
@@ -19,7 +18,7 @@ pub async fn get(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let pipeline = ctx.pipeline()?;
     let task = read_own_task(ctx, &req, &pipeline).await?;
     let task = refresh_if_due(&pipeline, task, cfg.poll_interval_s * 1000).await?;
-    json_response(200, &json!({ "task": task.view(&ctx.result_url(&cfg)) }))
+    Ok(Response::json(200, &json!({ "task": task.view(&ctx.result_url(&cfg)) })))
 }
 
 /// The caller's task, read and authenticated by one indexed query (by key or
@@ -80,5 +79,5 @@ pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let (page, next_cursor) = paginate(rows, limit, |t| encode_cursor(t.created_at, t.id.as_str()));
     let sign = ctx.result_url(&cfg);
     let views: Vec<_> = page.iter().map(|t| t.view(&sign)).collect();
-    json_response(200, &json!({ "tasks": views, "next_cursor": next_cursor }))
+    Ok(Response::json(200, &json!({ "tasks": views, "next_cursor": next_cursor })))
 }

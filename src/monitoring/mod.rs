@@ -85,7 +85,7 @@ async fn observe_and_alert(env: &Env, log: &Log, cfg: &MonitorConfig, sender: &S
     let now = now_ms();
     let (kie, config_problems) = kie_check(env, log).await;
     let r2_problem = r2_problem(env, log).await;
-    let db = Db::from_env(env, log).ok_or_else(|| AppError::internal("no D1 binding named DB"))?;
+    let db = Db::from_env(env, log)?;
     // This isolate's counters (the credit call above included) first, so the rules see them.
     metrics::flush(&db, log).await;
     let queue = store::queue_now(&db, now).await?;
