@@ -1,11 +1,11 @@
 //! `GET /api/me` and `GET /api/me/ledger`: the key owner's balance and every
 //! credit movement.
 
-use super::auth;
 use super::ctx::Ctx;
 use super::extract::{id_cursor, page_limit, paginate};
 use super::request::Request;
 use super::response::Response;
+use super::{auth, json_response};
 use crate::adapters::d1::Db;
 use crate::adapters::store::users::{self, User};
 use crate::domain::error::AppResult;
@@ -20,14 +20,14 @@ pub fn user_view(u: &User) -> Value {
 pub async fn me(ctx: &Ctx, req: Request) -> AppResult<Response> {
     ctx.config()?;
     let user = auth::user(ctx, &req, &ctx.db()?).await?;
-    Ok(Response::json(200, &json!({ "user": user_view(&user) })))
+    json_response(200, &json!({ "user": user_view(&user) }))
 }
 
 pub async fn ledger(ctx: &Ctx, req: Request) -> AppResult<Response> {
     ctx.config()?;
     let db = ctx.db()?;
     let user = auth::user(ctx, &req, &db).await?;
-    Ok(Response::json(200, &ledger_page(ctx, &db, &user.id).await?))
+    json_response(200, &ledger_page(ctx, &db, &user.id).await?)
 }
 
 /// One page of a user's ledger (also the admin view of it).

@@ -3,11 +3,11 @@
 //! `GET /api/billing/orders`, and the refusal to create while credits are owed.
 //! The credits themselves arrive with Stripe's webhook (`stripe_webhook.rs`).
 
-use super::auth;
 use super::ctx::Ctx;
 use super::extract::{decode_cursor, encode_cursor, page_limit, paginate, read_json};
 use super::request::Request;
 use super::response::Response;
+use super::{auth, json_response};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
 use crate::adapters::store::orders::{self, NewOrder};
@@ -65,7 +65,7 @@ fn pack_view(p: &CreditPack) -> Value {
 pub async fn packs(ctx: &Ctx, _req: Request) -> AppResult<Response> {
     let cfg = ctx.config()?;
     let packs: Vec<Value> = cfg.billing.as_ref().map(|b| b.packs.iter().map(pack_view).collect()).unwrap_or_default();
-    Ok(Response::json(200, &json!({ "packs": packs })))
+    json_response(200, &json!({ "packs": packs }))
 }
 
 /// `POST /api/billing/checkout {"pack"}`: records the order, then creates its
@@ -101,7 +101,7 @@ pub async fn checkout(ctx: &Ctx, req: Request) -> AppResult<Response> {
         if created { "order recorded and checkout opened" } else { "open order offered again" },
         json!({ "order_id": order.id, "pack": order.pack_id, "credits": order.credits, "amount": order.amount, "currency": order.currency, "reused": !created }),
     );
-    Ok(Response::json(if created { 201 } else { 200 }, &json!({ "order_id": order.id, "url": url, "order": order.view(false) })))
+    json_response(if created { 201 } else { 200 }, &json!({ "order_id": order.id, "url": url, "order": order.view(false) }))
 }
 
 async fn chosen_pack<'a>(req: &Request, billing: &'a BillingConfig) -> AppResult<&'a CreditPack> {
@@ -189,8 +189,5 @@ pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let state = OrderState::parse_filter(ctx.query("state"))?;
     let rows = orders::list(&db, Some(&user.id), state, false, limit + 1, decode_cursor(ctx)?).await?;
     let (page, next) = paginate(rows, limit, |o| encode_cursor(o.created_at, o.id.as_str()));
-    Ok(Response::json(
-        200,
-        &json!({ "orders": page.iter().map(|o| o.view(false)).collect::<Vec<_>>(), "owed": user.owed, "next_cursor": next }),
-    ))
+    json_response(200, &json!({ "orders": page.iter().map(|o| o.view(false)).collect::<Vec<_>>(), "owed": user.owed, "next_cursor": next }))
 }

@@ -2,11 +2,11 @@
 //! replay an Idempotency-Key, store the uploads, reserve the price together
 //! with the task, then hand it to Kie (or queue it).
 
-use super::auth;
 use super::ctx::Ctx;
 use super::extract::{read_form, read_json};
 use super::request::Request;
 use super::response::Response;
+use super::{auth, json_response};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::d1::Db;
 use crate::adapters::files::Files;
@@ -274,7 +274,7 @@ async fn replay(ctx: &Ctx, cfg: &Config, db: &Db, user: &User, key: &Idempotency
     }
     ctx.log.set("task_id", existing.id.as_str());
     ctx.log.info("create.replay", "Idempotency-Key replay: returning the existing task", json!({ "task_id": existing.id }));
-    Ok(Response::json(200, &json!({ "task": existing.view(&ctx.result_url(cfg)) })))
+    json_response(200, &json!({ "task": existing.view(&ctx.result_url(cfg)) }))
 }
 
 /// Stores the uploads under unguessable keys, signed for Kie to fetch.
@@ -359,7 +359,7 @@ async fn submit_and_respond(ctx: &Ctx, cfg: &Config, pipeline: &Pipeline, task: 
             AppError::new(ErrorCode::UpstreamError, "The image service refused the task. Your credits were returned.").with_details(body)
         );
     }
-    Ok(Response::json(202, &body))
+    json_response(202, &body)
 }
 
 /// Keeps trying a deferred submission while the background window allows a

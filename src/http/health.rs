@@ -4,6 +4,7 @@
 //! can make.
 
 use super::ctx::Ctx;
+use super::json_response;
 use super::request::Request;
 use super::response::Response;
 use crate::adapters::cache::Cache;
@@ -89,5 +90,5 @@ pub async fn get(ctx: &Ctx, _req: Request) -> AppResult<Response> {
             }
         }
     }
-    Ok(Response::json(if status == "down" { 503 } else { 200 }, &body))
+    json_response(if status == "down" { 503 } else { 200 }, &body)
 }

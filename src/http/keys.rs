@@ -2,11 +2,11 @@
 //! a new key is shown once) and signing out everywhere (`DELETE /api/me/sessions`).
 //! Each accepts the session cookie or an API key, like every user route.
 
-use super::auth;
 use super::ctx::Ctx;
 use super::extract::read_json;
 use super::request::Request;
 use super::response::Response;
+use super::{auth, json_response};
 use crate::adapters::clock::{now_ms, random_bytes};
 use crate::adapters::store::accounts::{self, KeyRow};
 use crate::domain::account::{is_key_public_id, key_hint, key_name, key_public_id, MAX_ACTIVE_KEYS};
@@ -26,7 +26,7 @@ pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let db = ctx.db()?;
     let user = auth::user(ctx, &req, &db).await?;
     let keys = accounts::active_keys(&db, &user.id).await?;
-    Ok(Response::json(200, &json!({ "keys": keys.iter().map(key_view).collect::<Vec<_>>() })))
+    json_response(200, &json!({ "keys": keys.iter().map(key_view).collect::<Vec<_>>() }))
 }
 
 /// `POST /api/me/keys {"name"?}` → `201 {"key", "api_key"}`: the only time the key is shown.
@@ -44,7 +44,7 @@ pub async fn create(ctx: &Ctx, req: Request) -> AppResult<Response> {
     }
     let row = KeyRow { key_hash: hash, name: Some(name), hint: Some(key_hint(&key)), created_at: now };
     ctx.log.info("keys.created", "API key created by its owner", json!({ "key_id": key_public_id(&row.key_hash) }));
-    Ok(Response::json(201, &json!({ "key": key_view(&row), "api_key": key })))
+    json_response(201, &json!({ "key": key_view(&row), "api_key": key }))
 }
 
 /// `DELETE /api/me/keys/:id`: the key stops working at once.
@@ -56,7 +56,7 @@ pub async fn revoke(ctx: &Ctx, req: Request) -> AppResult<Response> {
         return Err(AppError::not_found());
     }
     ctx.log.info("keys.revoked", "API key revoked by its owner", json!({ "key_id": id }));
-    Ok(Response::json(200, &json!({ "revoked": id })))
+    json_response(200, &json!({ "revoked": id }))
 }
 
 /// `DELETE /api/me/sessions`: signs the person out in every browser.
@@ -67,5 +67,5 @@ pub async fn end_sessions(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let ended = accounts::end_all_sessions(&db, &user.id).await?;
     ctx.set_cookie(clear_cookie(CookieKind::Session, ctx.secure_cookies(&cfg)));
     ctx.log.info("auth.logout_all", "signed out everywhere", json!({ "sessions_ended": ended }));
-    Ok(Response::json(200, &json!({ "ended": ended })))
+    json_response(200, &json!({ "ended": ended }))
 }

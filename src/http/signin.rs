@@ -9,6 +9,7 @@ use super::account::user_view;
 use super::auth::{cookie, same_origin};
 use super::ctx::{config_error, Ctx};
 use super::extract::read_json;
+use super::json_response;
 use super::request::Request;
 use super::response::Response;
 use crate::adapters::cache::Cache;
@@ -292,7 +293,7 @@ pub async fn signup(ctx: &Ctx, req: Request) -> AppResult<Response> {
     accounts::drop_signup(&db, &pending_hash).await?;
     ctx.set_cookie(clear_cookie(CookieKind::Signup, secure));
     let user = users::by_id(&db, &user_id).await?.ok_or_else(|| AppError::internal("new user vanished"))?;
-    Ok(Response::json(200, &json!({ "user": user_view(&user), "return_to": pending.return_to })))
+    json_response(200, &json!({ "user": user_view(&user), "return_to": pending.return_to }))
 }
 
 /// `POST /auth/logout`: ends this browser's session (same-origin only).
@@ -306,7 +307,7 @@ pub async fn logout(ctx: &Ctx, req: Request) -> AppResult<Response> {
     }
     ctx.set_cookie(clear_cookie(CookieKind::Session, secure));
     ctx.log.info("auth.logout", "signed out", json!({ "session_ended": ended }));
-    Ok(Response::json(200, &json!({ "signed_out": true })))
+    json_response(200, &json!({ "signed_out": true }))
 }
 
 /// `GET /auth/status`: public; whether this browser has a live session, how
@@ -324,7 +325,7 @@ pub async fn status(ctx: &Ctx, req: Request) -> AppResult<Response> {
         }
         _ => None,
     };
-    Ok(Response::json(
+    json_response(
         200,
         &json!({
             "signed_in": signed_in,
@@ -332,5 +333,5 @@ pub async fn status(ctx: &Ctx, req: Request) -> AppResult<Response> {
             "turnstile_site_key": cfg.turnstile.as_ref().map(|t| t.site_key.clone()),
             "signup": signup,
         }),
-    ))
+    )
 }

@@ -7,6 +7,7 @@
 use super::billing::enabled;
 use super::ctx::Ctx;
 use super::extract::read_body;
+use super::json_response;
 use super::request::Request;
 use super::response::Response;
 use crate::adapters::clock::now_ms;
@@ -44,7 +45,7 @@ pub async fn receive(ctx: &Ctx, req: Request) -> AppResult<Response> {
         "Stripe event handled",
         json!({ "stripe_event_type": event.kind, "outcome": outcome, "livemode": event.livemode }),
     );
-    Ok(Response::json(200, &json!({ "ok": true, "outcome": outcome })))
+    json_response(200, &json!({ "ok": true, "outcome": outcome }))
 }
 
 /// What the event did, as a stable word for the log and the answer.

@@ -3,6 +3,7 @@
 use super::auth::{self, Credential};
 use super::ctx::Ctx;
 use super::extract::{decode_cursor, encode_cursor, page_limit, paginate};
+use super::json_response;
 use super::request::Request;
 use super::response::Response;
 use crate::adapters::clock::now_ms;
@@ -18,7 +19,7 @@ pub async fn get(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let pipeline = ctx.pipeline()?;
     let task = read_own_task(ctx, &req, &pipeline).await?;
     let task = refresh_if_due(&pipeline, task, cfg.poll_interval_s * 1000).await?;
-    Ok(Response::json(200, &json!({ "task": task.view(&ctx.result_url(&cfg)) })))
+    json_response(200, &json!({ "task": task.view(&ctx.result_url(&cfg)) }))
 }
 
 /// The caller's task, read and authenticated by one indexed query (by key or
@@ -79,5 +80,5 @@ pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let (page, next_cursor) = paginate(rows, limit, |t| encode_cursor(t.created_at, t.id.as_str()));
     let sign = ctx.result_url(&cfg);
     let views: Vec<_> = page.iter().map(|t| t.view(&sign)).collect();
-    Ok(Response::json(200, &json!({ "tasks": views, "next_cursor": next_cursor })))
+    json_response(200, &json!({ "tasks": views, "next_cursor": next_cursor }))
 }

@@ -5,6 +5,7 @@
 
 use super::ctx::Ctx;
 use super::extract::read_body;
+use super::json_response;
 use super::request::Request;
 use super::response::Response;
 use crate::adapters::clock::now_ms;
@@ -33,7 +34,7 @@ pub async fn receive(ctx: &Ctx, req: Request) -> AppResult<Response> {
     }
     let Some(task) = find_task(ctx, &pipeline, &callback).await? else {
         ctx.log.warn("callback.unknown_task", "callback for a task we do not know", json!({ "shape": callback.shape }));
-        return Ok(Response::json(200, &json!({ "ok": true, "ignored": "unknown_task" })));
+        return json_response(200, &json!({ "ok": true, "ignored": "unknown_task" }));
     };
     ctx.log.set("task_id", task.id.as_str());
     ctx.log.set("user_id", task.user_id.as_str());
@@ -44,10 +45,10 @@ pub async fn receive(ctx: &Ctx, req: Request) -> AppResult<Response> {
         json!({ "shape": callback.shape, "hint": callback.hint.as_ref().map_or("none", |h| h.name()), "task_state": task.state.as_str() }),
     );
     if task.state.is_terminal() {
-        return Ok(Response::json(200, &json!({ "ok": true, "state": task.state.as_str() })));
+        return json_response(200, &json!({ "ok": true, "state": task.state.as_str() }));
     }
     ctx.in_background("confirm_callback", confirm(pipeline.until(ctx.background_deadline()), task.id));
-    Ok(Response::json(200, &json!({ "ok": true })))
+    json_response(200, &json!({ "ok": true }))
 }
 
 async fn read_callback(ctx: &Ctx, req: &Request) -> AppResult<KieCallback> {

@@ -1,6 +1,7 @@
 //! `GET /api/admin/audit?target=`: operator actions, newest first.
 
 use super::super::extract::{id_cursor, page_limit, paginate};
+use super::super::json_response;
 use super::super::request::Request;
 use super::super::response::Response;
 use super::{open, Ctx};
@@ -21,5 +22,5 @@ pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
                     "created_at": rfc3339(r.created_at) })
         })
         .collect();
-    Ok(Response::json(200, &json!({ "entries": entries, "next_cursor": next })))
+    json_response(200, &json!({ "entries": entries, "next_cursor": next }))
 }

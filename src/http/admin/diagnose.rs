@@ -5,6 +5,7 @@
 
 use super::super::ctx::Ctx;
 use super::super::health::probe_cache_key;
+use super::super::json_response;
 use super::super::request::Request;
 use super::super::response::{Body, Response};
 use crate::adapters::cache::Cache;
@@ -119,7 +120,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> AppResult<Response> {
         }
         return Ok(Response::new(200, Body::Text(text)).with_header("Content-Type", "text/plain; charset=utf-8"));
     }
-    Ok(Response::json(200, &json!({ "status": status, "environment": environment, "version": VERSION, "commit": COMMIT, "checks": r.0 })))
+    json_response(200, &json!({ "status": status, "environment": environment, "version": VERSION, "commit": COMMIT, "checks": r.0 }))
 }
 
 fn settings(r: &mut Report, config: &Result<Config, Vec<ConfigProblem>>, monitor_problems: &[ConfigProblem]) {

@@ -4,6 +4,7 @@
 //! diagnose, both need only the operator token, so the dashboard still works
 //! when other settings are broken.
 
+use super::super::json_response;
 use super::super::request::Request;
 use super::super::response::Response;
 use super::{operator, Ctx};
@@ -47,7 +48,7 @@ pub async fn alerts(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let db = ctx.db()?;
     let rows = store::list_alerts(&db, now_ms() - RECENT_MS, MAX_ALERTS).await?;
     let open = rows.iter().filter(|a| a.state == "open").count();
-    Ok(Response::json(200, &json!({ "alerts": rows.iter().map(alert_view).collect::<Vec<_>>(), "open": open })))
+    json_response(200, &json!({ "alerts": rows.iter().map(alert_view).collect::<Vec<_>>(), "open": open }))
 }
 
 /// `GET /api/admin/metrics?window=24h|7d`.
@@ -94,5 +95,5 @@ pub async fn metrics(ctx: &Ctx, req: Request) -> AppResult<Response> {
         "dashboard aggregates",
         json!({ "window": window.name(), "task_rows": tasks.len(), "kie_rows": kie.len(), "sample_points": samples.len(), "event_kinds": events.len() }),
     );
-    Ok(Response::json(200, &body))
+    json_response(200, &body)
 }

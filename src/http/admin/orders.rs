@@ -3,6 +3,7 @@
 
 use super::super::account::user_view;
 use super::super::extract::{decode_cursor, encode_cursor, page_limit, paginate, read_json};
+use super::super::json_response;
 use super::super::request::Request;
 use super::super::response::Response;
 use super::{open, path_id, text_field, Ctx, MAX_ADMIN_BODY};
@@ -25,7 +26,7 @@ pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let owed_only = ctx.query("owed") == Some("true");
     let rows = orders::list(&db, user.as_ref(), state, owed_only, limit + 1, decode_cursor(ctx)?).await?;
     let (page, next) = paginate(rows, limit, |o| encode_cursor(o.created_at, o.id.as_str()));
-    Ok(Response::json(200, &json!({ "orders": page.iter().map(|o| o.view(true)).collect::<Vec<_>>(), "next_cursor": next })))
+    json_response(200, &json!({ "orders": page.iter().map(|o| o.view(true)).collect::<Vec<_>>(), "next_cursor": next }))
 }
 
 /// `POST /api/admin/users/:id/clear-owed {"reason"}`: forgives what the user
@@ -41,5 +42,5 @@ pub async fn clear_owed(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let cleared = orders::clear_owed(&db, &id, &reason, now_ms()).await?;
     ctx.log.info("admin.owed_cleared", "owed credits cleared by the operator", json!({ "target_user": id, "cleared": cleared }));
     let user = users::by_id(&db, &id).await?.ok_or_else(AppError::not_found)?;
-    Ok(Response::json(200, &json!({ "user": user_view(&user), "cleared": cleared })))
+    json_response(200, &json!({ "user": user_view(&user), "cleared": cleared }))
 }

@@ -2,6 +2,7 @@
 //! a recheck with Kie that never submits anything new.
 
 use super::super::extract::{decode_cursor, encode_cursor, page_limit, paginate};
+use super::super::json_response;
 use super::super::request::Request;
 use super::super::response::Response;
 use super::{open, path_id, Ctx};
@@ -39,7 +40,7 @@ pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
             v
         })
         .collect();
-    Ok(Response::json(200, &json!({ "tasks": views, "next_cursor": next })))
+    json_response(200, &json!({ "tasks": views, "next_cursor": next }))
 }
 
 /// `POST /api/admin/tasks/:id/recheck`: asks Kie now and applies the answer.
@@ -54,5 +55,5 @@ pub async fn recheck(ctx: &Ctx, req: Request) -> AppResult<Response> {
     }
     let after = tasks::existing(&db, &id).await?;
     ops::audit(&db, "task.recheck", id.as_str(), &format!("{} -> {}", before.as_str(), after.state.as_str()), now_ms()).await?;
-    Ok(Response::json(200, &json!({ "task": after.view(&ctx.result_url(&cfg)), "previous_state": before.as_str() })))
+    json_response(200, &json!({ "task": after.view(&ctx.result_url(&cfg)), "previous_state": before.as_str() }))
 }

@@ -3,6 +3,7 @@
 
 use super::super::account::{ledger_page, user_view};
 use super::super::extract::{decode_cursor, encode_cursor, page_limit, paginate, read_json};
+use super::super::json_response;
 use super::super::request::Request;
 use super::super::response::Response;
 use super::{credits_field, open, path_id, text_field, Ctx, MAX_ADMIN_BODY};
@@ -24,7 +25,7 @@ pub async fn create(ctx: &Ctx, req: Request) -> AppResult<Response> {
     users::create(&db, &id, &name, credits, &api_key_hash(&key), now_ms()).await?;
     ctx.log.info("admin.user_created", "user created", json!({ "target_user": id, "credits": credits }));
     let user = users::by_id(&db, &id).await?.ok_or_else(|| AppError::internal("user vanished"))?;
-    Ok(Response::json(201, &json!({ "user": user_view(&user), "api_key": key })))
+    json_response(201, &json!({ "user": user_view(&user), "api_key": key }))
 }
 
 /// `GET /api/admin/users`, newest first.
@@ -33,7 +34,7 @@ pub async fn list(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let limit = page_limit(ctx)?;
     let rows = users::list(&db, limit + 1, decode_cursor(ctx)?).await?;
     let (page, next) = paginate(rows, limit, |u| encode_cursor(u.created_at, u.id.as_str()));
-    Ok(Response::json(200, &json!({ "users": page.iter().map(user_view).collect::<Vec<_>>(), "next_cursor": next })))
+    json_response(200, &json!({ "users": page.iter().map(user_view).collect::<Vec<_>>(), "next_cursor": next }))
 }
 
 /// `GET /api/admin/users/:id`.
@@ -41,7 +42,7 @@ pub async fn get(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let (_, db) = open(ctx, &req).await?;
     let id = path_id(ctx, UserId::parse)?;
     let user = users::by_id(&db, &id).await?.ok_or_else(AppError::not_found)?;
-    Ok(Response::json(200, &json!({ "user": user_view(&user) })))
+    json_response(200, &json!({ "user": user_view(&user) }))
 }
 
 /// `GET /api/admin/users/:id/ledger`.
@@ -49,7 +50,7 @@ pub async fn ledger(ctx: &Ctx, req: Request) -> AppResult<Response> {
     let (_, db) = open(ctx, &req).await?;
     let id = path_id(ctx, UserId::parse)?;
     users::by_id(&db, &id).await?.ok_or_else(AppError::not_found)?;
-    Ok(Response::json(200, &ledger_page(ctx, &db, &id).await?))
+    json_response(200, &ledger_page(ctx, &db, &id).await?)
 }
 
 /// `POST /api/admin/users/:id/credits {"amount", "reason"}`: a grant or an
@@ -69,7 +70,7 @@ pub async fn credits(ctx: &Ctx, req: Request) -> AppResult<Response> {
             .with_details(json!({ "field": "amount", "balance": user.credits })));
     };
     ctx.log.info("admin.credits", "credits changed by the operator", json!({ "target_user": id, "amount": amount, "balance": balance }));
-    Ok(Response::json(200, &json!({ "user": user_view(&users::User { credits: balance, ..user }) })))
+    json_response(200, &json!({ "user": user_view(&users::User { credits: balance, ..user }) }))
 }
 
 /// `POST /api/admin/users/:id/keys`: a new key; the old ones stop working.
@@ -81,5 +82,5 @@ pub async fn rotate_key(ctx: &Ctx, req: Request) -> AppResult<Response> {
         return Err(AppError::not_found());
     }
     ctx.log.info("admin.key_rotated", "user key rotated; old keys revoked", json!({ "target_user": id }));
-    Ok(Response::json(201, &json!({ "user_id": id, "api_key": key })))
+    json_response(201, &json!({ "user_id": id, "api_key": key }))
 }
